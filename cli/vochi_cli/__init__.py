@@ -1,0 +1,1 @@
+"""The ``vochi-crm`` command line: a Typer + Rich view of the core's use-cases."""

@@ -1,0 +1,29 @@
+"""Entry point of ``vochi-crm``. Command modules import the core lazily so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from vochi_cli.commands import config, db, launchers, settings, units
+
+app = typer.Typer(
+    name="vochi-crm",
+    help=(
+        "RetailCRM integration of the Vochi telephony platform.\n\n"
+        "Configure units, run the daemon that receives call events, and operate it.\n"
+        "With no VOCHI_DATABASE_URL every command uses an embedded PostgreSQL.\n\n"
+        "Example: vochi-crm config show 0367"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(config.app, name="config")
+app.add_typer(units.app, name="units")
+app.add_typer(db.app, name="db")
+app.command("settings")(settings.show_settings)
+launchers.register(app)
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,56 @@
+"""The ASGI app factory. The lifespan opens the core's runtime (migrations, cache, listener) once and
+closes it on shutdown; routes are thin views over the runtime's use-cases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from vochi_crm import __version__
+from vochi_crm.errors import FieldError, InvalidInput, VochiError
+from vochi_crm.runtime import Notice, open_runtime
+from vochi_crm.settings import Settings
+from vochi_daemon.routes import config, health
+
+
+def create_app(settings: Settings, *, notice: Notice | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, migrate=True, daemon=True, notice=notice) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="vochi-crm",
+        version=__version__,
+        description="RetailCRM integration of the Vochi telephony platform.",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(config.router)
+    app.add_exception_handler(VochiError, _core_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app
+
+
+async def _core_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VochiError)
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        FieldError(".".join(str(p) for p in err["loc"] if p != "body") or "body", err["msg"])
+        for err in exc.errors()
+    ]
+    error = InvalidInput(fields)
+    return JSONResponse(error.to_dict(), status_code=error.http_status)

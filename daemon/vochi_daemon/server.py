@@ -1,0 +1,29 @@
+"""Run the daemon under uvicorn. SIGTERM/SIGINT shut it down gracefully: in-flight requests finish,
+the lifespan closes the runtime (and stops the embedded database when this process was its last
+user)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from vochi_crm.runtime import Notice
+from vochi_crm.settings import Settings
+from vochi_daemon.app import create_app
+
+
+def serve(settings: Settings, *, notice: Notice | None = None) -> None:
+    logging.basicConfig(
+        level=settings.daemon.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    config = uvicorn.Config(
+        create_app(settings, notice=notice),
+        host=settings.daemon.host,
+        port=settings.daemon.port,
+        log_level=settings.daemon.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()

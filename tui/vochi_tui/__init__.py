@@ -1,0 +1,1 @@
+"""The vochi-crm support console (Textual)."""

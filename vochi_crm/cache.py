@@ -1,0 +1,150 @@
+"""A generic read-mostly cache: lazy load, single-flight misses, TTL insurance, periodic full refresh
+with jitter, atomic snapshot swap, and invalidation by key (wired to LISTEN/NOTIFY by the runtime).
+
+Reads take no lock: on the hit path :meth:`SnapshotCache.get` is a dict lookup and a clock read.
+The unit config cache and the call services' enablement matrix are both instances of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class CacheMetrics:
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    load_errors: int = 0
+    load_seconds_total: float = 0.0
+    invalidations: int = 0
+    full_refreshes: int = 0
+    last_refresh_at: float | None = None
+    """Wall-clock time (epoch seconds) of the last completed full refresh."""
+
+    def as_dict(self, size: int) -> dict[str, float | int | None]:
+        lookups = self.hits + self.misses
+        return {
+            **asdict(self),
+            "size": size,
+            "hit_ratio": round(self.hits / lookups, 4) if lookups else None,
+            "avg_load_ms": round(1000 * self.load_seconds_total / self.loads, 3)
+            if self.loads else None,
+        }
+
+
+@dataclass(frozen=True)
+class _Entry(Generic[V]):
+    value: V
+    expires_at: float
+
+
+class SnapshotCache(Generic[K, V]):
+    def __init__(
+        self,
+        load_one: Callable[[K], Awaitable[V]],
+        load_all: Callable[[], Awaitable[Mapping[K, V]]],
+        *,
+        ttl: float,
+        refresh_every: float,
+        jitter: float = 0.15,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load_one = load_one
+        self._load_all = load_all
+        self._ttl = ttl
+        self._refresh_every = refresh_every
+        self._jitter = jitter
+        self._clock = clock
+        self._snapshot: dict[K, _Entry[V]] = {}
+        self._inflight: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0
+        self.metrics = CacheMetrics()
+
+    async def get(self, key: K) -> V:
+        entry = self._snapshot.get(key)
+        if entry is not None and entry.expires_at > self._clock():
+            self.metrics.hits += 1
+            return entry.value
+        self.metrics.misses += 1
+        return await self._load(key)
+
+    def peek(self, key: K) -> V | None:
+        """The cached value if fresh, without loading or counting."""
+        entry = self._snapshot.get(key)
+        return entry.value if entry is not None and entry.expires_at > self._clock() else None
+
+    def invalidate(self, key: K) -> None:
+        self.metrics.invalidations += 1
+        self._generation += 1
+        self._snapshot.pop(key, None)
+
+    def invalidate_all(self) -> None:
+        self.metrics.invalidations += 1
+        self._generation += 1
+        self._snapshot = {}
+
+    async def refresh_all(self) -> None:
+        """Load everything and swap the snapshot in one assignment."""
+        generation = self._generation
+        started = self._clock()
+        loaded = await self._load_all()
+        now = self._clock()
+        self.metrics.full_refreshes += 1
+        self.metrics.load_seconds_total += now - started
+        self.metrics.last_refresh_at = time.time()
+        fresh = {k: _Entry(v, now + self._ttl) for k, v in loaded.items()}
+        if generation != self._generation:
+            # an invalidation arrived while loading: keep what was loaded before it only if the
+            # key was not invalidated since, i.e. still present in the live snapshot
+            fresh = {k: e for k, e in fresh.items() if k in self._snapshot}
+        self._snapshot = fresh
+
+    async def run_refresher(self) -> None:
+        """Refresh periodically with jitter until cancelled; a failed refresh is retried next time."""
+        while True:
+            spread = self._refresh_every * self._jitter
+            await asyncio.sleep(self._refresh_every + random.uniform(-spread, spread))
+            try:
+                await self.refresh_all()
+            except Exception:  # noqa: BLE001 - the TTL keeps serving; the next round retries
+                self.metrics.load_errors += 1
+
+    def stats(self) -> dict[str, float | int | None]:
+        return self.metrics.as_dict(len(self._snapshot))
+
+    async def _load(self, key: K) -> V:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        generation = self._generation
+        started = self._clock()
+        try:
+            value = await self._load_one(key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            self.metrics.load_errors += 1
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        now = self._clock()
+        self.metrics.loads += 1
+        self.metrics.load_seconds_total += now - started
+        if generation == self._generation:
+            self._snapshot[key] = _Entry(value, now + self._ttl)
+        future.set_result(value)
+        return value

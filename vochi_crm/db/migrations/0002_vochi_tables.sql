@@ -1,0 +1,32 @@
+-- vochi-crm's own tables.
+
+-- SSH access to a unit's PBX beyond the platform's enterprises.ip / host.
+CREATE TABLE IF NOT EXISTS vochi_pbx (
+    enterprise_number TEXT PRIMARY KEY,
+    ssh_port          INTEGER NOT NULL DEFAULT 5059 CHECK (ssh_port BETWEEN 1 AND 65535),
+    ssh_user          TEXT NOT NULL DEFAULT 'root',
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- The durable event queue and journal: one row per accepted call event.
+CREATE TABLE IF NOT EXISTS retailcrm_events (
+    id                BIGSERIAL PRIMARY KEY,
+    enterprise_number TEXT NOT NULL,
+    call_unique_id    TEXT NOT NULL,
+    event_type        TEXT NOT NULL,
+    payload           JSONB NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'pending',
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lease_until       TIMESTAMPTZ,
+    leased_by         TEXT,
+    last_error        TEXT,
+    received_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    delivered_at      TIMESTAMPTZ,
+    CONSTRAINT retailcrm_events_idempotency UNIQUE (enterprise_number, call_unique_id, event_type)
+);
+CREATE INDEX IF NOT EXISTS retailcrm_events_due
+    ON retailcrm_events (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS retailcrm_events_unit_time
+    ON retailcrm_events (enterprise_number, received_at);

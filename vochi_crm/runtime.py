@@ -1,0 +1,151 @@
+"""The composition root: one :class:`Runtime` per process, built from one :class:`Settings`.
+
+It resolves the database (the given URL, or the embedded cluster), opens the pool, optionally
+migrates, and hands the use-cases to whichever front-end opened it. In daemon mode it also runs the
+config cache with its LISTEN/NOTIFY invalidation and periodic refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from vochi_crm.cache import SnapshotCache
+from vochi_crm.config_service import ConfigService
+from vochi_crm.db import queries
+from vochi_crm.db.database import Database
+from vochi_crm.db.embedded import EmbeddedPostgres, default_data_dir
+from vochi_crm.db.listener import NotificationListener
+from vochi_crm.db.migrations import Migration, migrate
+from vochi_crm.errors import NotFound, StorageUnavailable
+from vochi_crm.settings import Settings
+from vochi_crm.units import Unit, UnitService
+
+log = logging.getLogger(__name__)
+Notice = Callable[[str], None]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    units: UnitService
+    configs: ConfigService
+    embedded: EmbeddedPostgres | None = None
+    config_cache: SnapshotCache[str, Unit | None] | None = None
+    listener: NotificationListener | None = None
+    started_at: float = field(default_factory=time.time)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def migrate(self) -> list[Migration]:
+        async with self.db.connection() as conn:
+            await conn.set_autocommit(True)
+            try:
+                return await migrate(conn)
+            finally:
+                await conn.set_autocommit(False)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.db.connection() as conn:
+                await conn.execute(queries.PING)
+            return True
+        except StorageUnavailable:
+            return False
+
+    async def cached_unit(self, number: str) -> Unit:
+        """A unit's config through the cache (daemon mode), straight from the database otherwise."""
+        if self.config_cache is None:
+            return await self.units.get(number)
+        unit = await self.config_cache.get(number)
+        if unit is None:
+            raise NotFound(f"unit {number!r} does not exist")
+        return unit
+
+    # -- daemon-mode services -------------------------------------------------------------------
+
+    async def start_cache(self) -> None:
+        settings = self.settings.cache
+
+        async def load_one(number: str) -> Unit | None:
+            try:
+                return await self.units.get(number)
+            except NotFound:
+                return None
+
+        async def load_all() -> dict[str, Unit | None]:
+            return {u.number: u for u in await self.units.list()}
+
+        cache: SnapshotCache[str, Unit | None] = SnapshotCache(
+            load_one, load_all, ttl=settings.ttl_seconds, refresh_every=settings.refresh_seconds,
+            jitter=settings.jitter,
+        )
+
+        async def on_notify(channel: str, payload: dict[str, Any]) -> None:
+            number = payload.get("enterprise_number")
+            if payload.get("integration_type") not in (None, "retailcrm"):
+                return  # another CRM's key changed; ours did not
+            if isinstance(number, str):
+                cache.invalidate(number)
+            else:
+                cache.invalidate_all()
+
+        self.config_cache = cache
+        self.listener = NotificationListener(
+            self.db, [queries.CONFIG_CHANNEL], on_notify, on_reconnect=cache.invalidate_all
+        )
+        self._tasks.append(asyncio.create_task(self.listener.run(), name="config-listener"))
+        self._tasks.append(asyncio.create_task(cache.run_refresher(), name="config-refresher"))
+        await self.listener.wait_ready(timeout=self.settings.database.connect_timeout_seconds)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.db.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.release)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, migrate: bool = False, daemon: bool = False, notice: Notice | None = None
+) -> AsyncIterator[Runtime]:
+    """Open everything ``settings`` describes; close it all on exit, whatever happens."""
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url is not None:
+        conninfo = settings.database_url.get_secret_value()
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir or default_data_dir())
+        conninfo = await asyncio.to_thread(embedded.acquire)
+        if notice is not None:
+            how = "started" if embedded.started_here else "using the running"
+            notice(
+                f"No VOCHI_DATABASE_URL: {how} embedded PostgreSQL in {embedded.base_dir} "
+                "(set VOCHI_DATABASE_URL to use the platform database)."
+            )
+    db = Database(
+        conninfo,
+        min_size=settings.database.pool_min_size if daemon else 1,
+        max_size=settings.database.pool_max_size if daemon else 2,
+        timeout=settings.database.connect_timeout_seconds,
+    )
+    runtime = Runtime(settings, db, UnitService(db), ConfigService(db), embedded=embedded)
+    try:
+        await db.open()
+        if migrate:
+            await runtime.migrate()
+        if daemon:
+            await runtime.start_cache()
+        yield runtime
+    finally:
+        await runtime.aclose()

@@ -1,0 +1,176 @@
+"""The one ``Settings`` object: built once at the edge (CLI callback, daemon factory) and passed down.
+
+Environment variables use the ``VOCHI_`` prefix; nested groups use a double underscore
+(``VOCHI_DAEMON__PORT=8019``, ``VOCHI_CACHE__TTL_SECONDS=90``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vochi_crm.errors import FieldError, InvalidInput
+from vochi_crm.masking import mask_dsn, mask_secret
+
+ENV_PREFIX = "VOCHI_"
+NESTED_DELIMITER = "__"
+
+
+class DaemonSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the daemon listens on.")
+    port: int = Field(8019, ge=1, le=65535, description="TCP port the daemon listens on.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of the daemon."
+    )
+
+
+class CacheSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_seconds: float = Field(
+        90.0, gt=0, le=3600, description="Insurance TTL of one cached unit config (DESIGN: 60–120 s)."
+    )
+    refresh_seconds: float = Field(
+        240.0, gt=0, le=86400, description="Period of the full cache refresh (DESIGN: 180–300 s)."
+    )
+    jitter: float = Field(
+        0.15, ge=0, le=0.5, description="Relative jitter applied to the refresh period (0.15 = ±15 %)."
+    )
+
+
+class DatabaseSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pool_min_size: int = Field(1, ge=0, le=100, description="Connections kept open in the pool.")
+    pool_max_size: int = Field(10, ge=1, le=200, description="Upper bound of the connection pool.")
+    connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="How long to wait for PostgreSQL before giving up."
+    )
+
+
+class Settings(BaseSettings):
+    """Every knob of vochi-crm, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL of the platform database. Unset: an embedded cluster in data_dir.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Where the embedded PostgreSQL lives. Default: the user's data directory "
+        "(/var/lib/vochi-crm when run as root).",
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Key that encrypts RetailCRM API keys at rest and signs admin links."
+    )
+    internal_token: SecretStr | None = Field(
+        None,
+        description="Token non-loopback call services must send as X-Internal-Token.",
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8019",
+        description="Public address of the daemon (behind nginx), used in RetailCRM callback URLs.",
+    )
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="The HTTP daemon.")  # type: ignore[arg-type]
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="The config cache.")  # type: ignore[arg-type]
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings,  # type: ignore[arg-type]
+        description="Connection pool.",
+    )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment plus explicit overrides (e.g. CLI flags).
+
+    Raises :class:`InvalidInput` naming every bad variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise InvalidInput(
+            [
+                FieldError(env_name(tuple(str(p) for p in err["loc"])), err["msg"])
+                for err in exc.errors()
+            ],
+            message=None,
+        ) from None
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + NESTED_DELIMITER.join(p.upper() for p in path)
+
+
+@dataclass(frozen=True)
+class SettingSource:
+    """One effective setting: its environment variable, shown value and where it came from."""
+
+    name: str
+    env: str
+    value: str | None
+    source: Literal["env", "override", "default"]
+    description: str
+
+
+def describe_sources(
+    settings: Settings, overrides: Mapping[str, Any] | None = None
+) -> list[SettingSource]:
+    """Every leaf setting with its (masked) effective value and origin."""
+    env = {k.upper(): v for k, v in os.environ.items()}
+    overridden = set(overrides or {})
+    return list(_walk(settings, (), env, overridden))
+
+
+def _walk(
+    model: BaseModel, prefix: tuple[str, ...], env: Mapping[str, str], overridden: set[str]
+) -> Iterator[SettingSource]:
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        path = (*prefix, name)
+        if isinstance(value, BaseModel):
+            yield from _walk(value, path, env, overridden)
+            continue
+        env_var = env_name(path)
+        if path[0] in overridden:
+            source: Literal["env", "override", "default"] = "override"
+        elif env_var in env:
+            source = "env"
+        else:
+            source = "default"
+        yield SettingSource(
+            name=".".join(path),
+            env=env_var,
+            value=_show(name, value),
+            source=source,
+            description=info.description or "",
+        )
+
+
+def _show(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        raw = value.get_secret_value()
+        return mask_dsn(raw) if name == "database_url" else mask_secret(raw)
+    return str(value)
