@@ -1,5 +1,6 @@
-"""A generic read-mostly cache: lazy load, single-flight misses, TTL insurance, periodic full refresh
-with jitter, atomic snapshot swap, and invalidation by key (wired to LISTEN/NOTIFY by the runtime).
+"""A generic read-mostly cache: lazy load, single-flight misses, TTL insurance, periodic full
+refresh with jitter, atomic snapshot swap, and invalidation by key (wired to LISTEN/NOTIFY by
+the runtime).
 
 Reads take no lock: on the hit path :meth:`SnapshotCache.get` is a dict lookup and a clock read.
 The unit config cache and the call services' enablement matrix are both instances of it.
@@ -37,7 +38,8 @@ class CacheMetrics:
             "size": size,
             "hit_ratio": round(self.hits / lookups, 4) if lookups else None,
             "avg_load_ms": round(1000 * self.load_seconds_total / self.loads, 3)
-            if self.loads else None,
+            if self.loads
+            else None,
         }
 
 
@@ -109,13 +111,14 @@ class SnapshotCache(Generic[K, V]):
         self._snapshot = fresh
 
     async def run_refresher(self) -> None:
-        """Refresh periodically with jitter until cancelled; a failed refresh is retried next time."""
+        """Refresh periodically with jitter until cancelled; a failed refresh is retried later."""
         while True:
             spread = self._refresh_every * self._jitter
-            await asyncio.sleep(self._refresh_every + random.uniform(-spread, spread))
+            pause = self._refresh_every + random.uniform(-spread, spread)  # noqa: S311 - jitter
+            await asyncio.sleep(pause)
             try:
                 await self.refresh_all()
-            except Exception:  # noqa: BLE001 - the TTL keeps serving; the next round retries
+            except Exception:
                 self.metrics.load_errors += 1
 
     def stats(self) -> dict[str, float | int | None]:

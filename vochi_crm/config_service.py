@@ -101,7 +101,8 @@ class ConfigService:
                     {
                         "number": number,
                         "new": json.dumps(stored),
-                        "old": None if unit.stored_retailcrm is None
+                        "old": None
+                        if unit.stored_retailcrm is None
                         else json.dumps(unit.stored_retailcrm),
                     },
                 )
@@ -113,7 +114,9 @@ class ConfigService:
 
 async def _notify(conn: Conn, number: str) -> None:
     payload = json.dumps({"enterprise_number": number, "integration_type": "retailcrm"})
-    await conn.execute(queries.CONFIG_NOTIFY, {"channel": queries.CONFIG_CHANNEL, "payload": payload})
+    await conn.execute(
+        queries.CONFIG_NOTIFY, {"channel": queries.CONFIG_CHANNEL, "payload": payload}
+    )
 
 
 def parse_import(document: object) -> list[ImportRecord]:

@@ -49,7 +49,9 @@ class InvalidInput(VochiError):
     exit_code = 2
     title = "Invalid input"
 
-    def __init__(self, fields: Sequence[FieldError] | FieldError, message: str | None = None) -> None:
+    def __init__(
+        self, fields: Sequence[FieldError] | FieldError, message: str | None = None
+    ) -> None:
         self.fields: tuple[FieldError, ...] = (
             (fields,) if isinstance(fields, FieldError) else tuple(fields)
         )

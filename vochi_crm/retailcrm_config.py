@@ -20,8 +20,16 @@ from vochi_crm.masking import mask_secret
 
 EXTENSION = re.compile(r"^\d{2,5}$")
 KNOWN_KEYS = frozenset(
-    {"enabled", "api_url", "domain", "api_key", "user_mappings", "user_extensions", "client_id",
-     "last_sync"}
+    {
+        "enabled",
+        "api_url",
+        "domain",
+        "api_key",
+        "user_mappings",
+        "user_extensions",
+        "client_id",
+        "last_sync",
+    }
 )
 SETTABLE = ("api_url", "api_key", "enabled", "client_id")
 _TRUE = {"true", "yes", "on", "1"}
@@ -79,7 +87,7 @@ def read_stored(raw: Mapping[str, Any] | None) -> RetailCrmConfig:
         return RetailCrmConfig()
     url = raw.get("api_url") or raw.get("domain")
     return RetailCrmConfig(
-        enabled=_as_bool(raw.get("enabled"), default=False),
+        enabled=bool(_as_bool(raw.get("enabled"), default=False)),
         api_url=normalise_url(url) if isinstance(url, str) and url.strip() else None,
         api_key=raw.get("api_key") if isinstance(raw.get("api_key"), str) else None,
         user_mappings=_stored_mapping(raw),
@@ -116,8 +124,9 @@ def apply_change(config: RetailCrmConfig, change: ConfigChange) -> RetailCrmConf
     Raises :class:`InvalidInput` when the result would be unusable (enabled without credentials)
     or the change names an extension that is not mapped.
     """
-    mappings = dict(config.user_mappings if change.replace_mappings is None
-                    else change.replace_mappings)
+    mappings = dict(
+        config.user_mappings if change.replace_mappings is None else change.replace_mappings
+    )
     mappings.update(change.map)
     unknown = [ext for ext in change.unmap if ext not in mappings]
     if unknown:
@@ -183,7 +192,8 @@ def validate_url(value: str, field_name: str = "api_url") -> str:
         raise InvalidInput.one(field_name, f"{value!r} is not an http(s) URL")
     if parts.path not in ("", "/") or parts.query:
         raise InvalidInput.one(
-            field_name, f"{value!r} must be the account address only, e.g. https://example.retailcrm.ru"
+            field_name,
+            f"{value!r} must be the account address only, e.g. https://example.retailcrm.ru",
         )
     return url
 
@@ -206,7 +216,9 @@ def validate_extension(value: str, field_name: str = "extension") -> str:
 def validate_user_id(value: object, field_name: str = "user_id") -> int:
     uid = _as_int(value)
     if uid is None or uid <= 0 or isinstance(value, bool):
-        raise InvalidInput.one(field_name, f"{value!r} is not a RetailCRM user id (a positive integer)")
+        raise InvalidInput.one(
+            field_name, f"{value!r} is not a RetailCRM user id (a positive integer)"
+        )
     return uid
 
 

@@ -83,7 +83,10 @@ class Runtime:
             return {u.number: u for u in await self.units.list()}
 
         cache: SnapshotCache[str, Unit | None] = SnapshotCache(
-            load_one, load_all, ttl=settings.ttl_seconds, refresh_every=settings.refresh_seconds,
+            load_one,
+            load_all,
+            ttl=settings.ttl_seconds,
+            refresh_every=settings.refresh_seconds,
             jitter=settings.jitter,
         )
 
@@ -102,7 +105,7 @@ class Runtime:
         )
         self._tasks.append(asyncio.create_task(self.listener.run(), name="config-listener"))
         self._tasks.append(asyncio.create_task(cache.run_refresher(), name="config-refresher"))
-        await self.listener.wait_ready(timeout=self.settings.database.connect_timeout_seconds)
+        await self.listener.wait_ready(within=self.settings.database.connect_timeout_seconds)
 
     async def aclose(self) -> None:
         for task in self._tasks:

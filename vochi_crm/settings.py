@@ -1,4 +1,4 @@
-"""The one ``Settings`` object: built once at the edge (CLI callback, daemon factory) and passed down.
+"""The one ``Settings`` object: built once at the edge (CLI command, daemon factory), passed down.
 
 Environment variables use the ``VOCHI_`` prefix; nested groups use a double underscore
 (``VOCHI_DAEMON__PORT=8019``, ``VOCHI_CACHE__TTL_SECONDS=90``).
@@ -36,13 +36,19 @@ class CacheSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ttl_seconds: float = Field(
-        90.0, gt=0, le=3600, description="Insurance TTL of one cached unit config (DESIGN: 60–120 s)."
+        90.0,
+        gt=0,
+        le=3600,
+        description="Insurance TTL of one cached unit config (DESIGN: 60–120 s).",
     )
     refresh_seconds: float = Field(
         240.0, gt=0, le=86400, description="Period of the full cache refresh (DESIGN: 180–300 s)."
     )
     jitter: float = Field(
-        0.15, ge=0, le=0.5, description="Relative jitter applied to the refresh period (0.15 = ±15 %)."
+        0.15,
+        ge=0,
+        le=0.5,
+        description="Relative jitter applied to the refresh period (0.15 = ±15 %).",
     )
 
 
@@ -68,7 +74,7 @@ class Settings(BaseSettings):
 
     database_url: SecretStr | None = Field(
         None,
-        description="PostgreSQL URL of the platform database. Unset: an embedded cluster in data_dir.",
+        description="PostgreSQL URL of the platform database. Unset: embedded cluster in data_dir.",
     )
     data_dir: Path | None = Field(
         None,
@@ -86,10 +92,10 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8019",
         description="Public address of the daemon (behind nginx), used in RetailCRM callback URLs.",
     )
-    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="The HTTP daemon.")  # type: ignore[arg-type]
-    cache: CacheSettings = Field(default_factory=CacheSettings, description="The config cache.")  # type: ignore[arg-type]
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="The HTTP daemon.")
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="The config cache.")
     database: DatabaseSettings = Field(
-        default_factory=DatabaseSettings,  # type: ignore[arg-type]
+        default_factory=DatabaseSettings,
         description="Connection pool.",
     )
 

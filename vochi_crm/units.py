@@ -1,4 +1,4 @@
-"""Units (the platform's ``enterprises``): the read model every use-case shares, and standalone add."""
+"""Units (the platform's ``enterprises``): the read model every use-case shares; standalone add."""
 
 from __future__ import annotations
 
@@ -78,7 +78,12 @@ class UnitService:
             return await fetch_unit(conn, number)
 
     async def add(
-        self, number: str, name: str, *, token: str | None = None, host: str | None = None,
+        self,
+        number: str,
+        name: str,
+        *,
+        token: str | None = None,
+        host: str | None = None,
         ssh_port: int = 5059,
     ) -> Unit:
         errors: list[FieldError] = []
@@ -87,7 +92,9 @@ class UnitService:
         if not name.strip():
             errors.append(FieldError("name", "must not be empty"))
         if token is not None and not UNIT_NUMBER.match(token):
-            errors.append(FieldError("token", f"{token!r} is not a token (letters, digits, - and _)"))
+            errors.append(
+                FieldError("token", f"{token!r} is not a token (letters, digits, - and _)")
+            )
         if host is not None and not HOSTNAME.match(host):
             errors.append(FieldError("host", f"{host!r} is not a host name or address"))
         if not 1 <= ssh_port <= 65535:

@@ -48,9 +48,7 @@ def print_error(error: VochiError) -> None:
     )
 
 
-def print_table(
-    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> None:
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", expand=False)

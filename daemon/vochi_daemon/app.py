@@ -1,5 +1,5 @@
-"""The ASGI app factory. The lifespan opens the core's runtime (migrations, cache, listener) once and
-closes it on shutdown; routes are thin views over the runtime's use-cases."""
+"""The ASGI app factory. The lifespan opens the core's runtime (migrations, cache, listener)
+once and closes it on shutdown; routes are thin views over the runtime's use-cases."""
 
 from __future__ import annotations
 

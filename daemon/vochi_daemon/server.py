@@ -15,7 +15,8 @@ from vochi_daemon.app import create_app
 
 def serve(settings: Settings, *, notice: Notice | None = None) -> None:
     logging.basicConfig(
-        level=settings.daemon.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=settings.daemon.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     config = uvicorn.Config(
         create_app(settings, notice=notice),

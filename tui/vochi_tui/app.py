@@ -1,5 +1,5 @@
-"""The support console. A placeholder for now: it shows the settings in use; units, health, queue and
-replay come with the console issue."""
+"""The support console. A placeholder for now: it shows the settings in use; units, health,
+queue and replay come with the console issue."""
 
 from __future__ import annotations
 

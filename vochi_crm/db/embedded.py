@@ -6,8 +6,8 @@ wheel that vochi-crm depends on. The cluster listens only on a Unix socket insid
 so it never collides with another PostgreSQL on the machine. PostgreSQL refuses to run as root: as
 root the cluster belongs to the ``nobody`` account and lives in ``/var/lib/vochi-crm``.
 
-Several processes may share one cluster. Each holds a shared lock on ``users.lock`` while it uses it;
-starting and stopping happen under ``start.lock``; the last process to leave stops the server
+Several processes may share one cluster. Each holds a shared lock on ``users.lock`` while it uses
+it; starting and stopping happen under ``start.lock``; the last process to leave stops the server
 ("last one out turns off the lights").
 """
 
@@ -91,7 +91,7 @@ class EmbeddedPostgres:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def acquire(self) -> str:
-        """Start the cluster unless it runs already; return the conninfo of the ``vochi`` database."""
+        """Start the cluster unless it runs already; return the ``vochi`` database's conninfo."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         with self._lock("start.lock", fcntl.LOCK_EX):
             bindir = find_bindir()
@@ -128,8 +128,16 @@ class EmbeddedPostgres:
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         self._give_to_server_user(self.pgdata, self.socket_dir)
         self._run(
-            [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
-             "--encoding=UTF8", "--locale=C"],
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
             "initdb",
         )
         with (self.pgdata / "postgresql.auto.conf").open("a") as conf:
@@ -144,16 +152,27 @@ class EmbeddedPostgres:
         self._pg_ctl(bindir, "start", "-w", "-t", "60", "-l", str(self.base_dir / "postgres.log"))
 
     def _running(self, bindir: Path) -> bool:
-        result = subprocess.run(
-            [str(bindir / "pg_ctl"), "status", "-D", str(self.pgdata)],
-            capture_output=True, text=True, check=False, **self._as_server_user(),
-        )
-        return result.returncode == 0
+        status = self._exec([str(bindir / "pg_ctl"), "status", "-D", str(self.pgdata)])
+        return status.returncode == 0
 
     def _ensure_database(self, bindir: Path) -> None:
-        psql = [str(bindir / "psql"), "-X", "-q", "-A", "-t", "-h", str(self.socket_dir),
-                "-U", SUPERUSER, "-d", "postgres", "-c"]
-        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"], "psql")
+        psql = [
+            str(bindir / "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-h",
+            str(self.socket_dir),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+            "-c",
+        ]
+        exists = self._run(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"], "psql"
+        )
         if exists.strip() != "1":
             self._run([*psql, f"CREATE DATABASE {DATABASE}"], "createdb")
 
@@ -163,10 +182,7 @@ class EmbeddedPostgres:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _run(self, argv: list[str], what: str) -> str:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
-            **self._as_server_user(),
-        )
+        result = self._exec(argv)
         if result.returncode != 0:
             log = self.base_dir / "postgres.log"
             tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
@@ -176,11 +192,22 @@ class EmbeddedPostgres:
             )
         return result.stdout
 
-    def _as_server_user(self) -> dict[str, object]:
-        if os.geteuid() != 0:
-            return {}
-        account = pwd.getpwnam(ROOT_RUN_AS)
-        return {"user": account.pw_uid, "group": account.pw_gid, "cwd": "/"}
+    def _exec(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a server tool, as the server account when we are root."""
+        uid = gid = None
+        if os.geteuid() == 0:
+            account = pwd.getpwnam(ROOT_RUN_AS)
+            uid, gid = account.pw_uid, account.pw_gid
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            user=uid,
+            group=gid,
+            cwd="/" if uid is not None else None,
+        )
 
     def _give_to_server_user(self, *paths: Path) -> None:
         if os.geteuid() != 0:
@@ -189,7 +216,7 @@ class EmbeddedPostgres:
         for path in paths:
             os.chown(path, account.pw_uid, account.pw_gid)
         # the server user must be able to reach its directories and write its log
-        os.chmod(self.base_dir, 0o755)
+        os.chmod(self.base_dir, 0o755)  # noqa: S103 - no secrets here; pgdata itself is 0700
         log = self.base_dir / "postgres.log"
         log.touch(exist_ok=True)
         os.chown(log, account.pw_uid, account.pw_gid)

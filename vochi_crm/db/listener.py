@@ -52,9 +52,9 @@ class NotificationListener:
         self.status = ListenerStatus()
         self._ready = asyncio.Event()
 
-    async def wait_ready(self, timeout: float) -> bool:
+    async def wait_ready(self, within: float) -> bool:
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            await asyncio.wait_for(self._ready.wait(), within)
         except TimeoutError:
             return False
         return True

@@ -1,4 +1,5 @@
-"""Versioned, idempotent migrations: ``NNNN_name.sql`` files applied in order under an advisory lock.
+"""Versioned, idempotent migrations: ``NNNN_name.sql`` files applied in order under an advisory
+lock.
 
 Each file runs in one transaction with its version recorded, so a failed migration leaves nothing
 behind; every statement is also written to be safe to re-run (``IF NOT EXISTS``).
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.resources import files
-
 from typing import Any
 
 from psycopg import AsyncConnection

@@ -91,16 +91,16 @@ def map_extensions(
     from vochi_crm.config_service import mapping_pairs
     from vochi_crm.retailcrm_config import ConfigChange, validate_pairs
 
-    change = core.guard(
-        lambda: ConfigChange(map=validate_pairs(mapping_pairs(pairs), "mapping"))
-    )
+    change = core.guard(lambda: ConfigChange(map=validate_pairs(mapping_pairs(pairs), "mapping")))
     _change(unit, change, as_json)
 
 
 @app.command("unmap")
 def unmap_extensions(
     unit: UnitArg,
-    extensions: Annotated[list[str], typer.Argument(help="Extensions to unmap.", show_default=False)],
+    extensions: Annotated[
+        list[str], typer.Argument(help="Extensions to unmap.", show_default=False)
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Remove extensions from the mapping.
@@ -240,7 +240,9 @@ def _render(unit: Unit, as_json: bool) -> None:
         [(k, "—" if v is None else v) for k, v in public.items()],
     )
     if mappings:
-        output.print_table("Extension mapping", ["extension", "RetailCRM user id"], mappings.items())
+        output.print_table(
+            "Extension mapping", ["extension", "RetailCRM user id"], mappings.items()
+        )
     else:
         typer.echo("No extensions mapped (vochi-crm config map UNIT EXT=USER_ID).")
 
