@@ -28,6 +28,7 @@ class CacheMetrics:
     load_seconds_total: float = 0.0
     invalidations: int = 0
     full_refreshes: int = 0
+    refresh_seconds_total: float = 0.0
     last_refresh_at: float | None = None
     """Wall-clock time (epoch seconds) of the last completed full refresh."""
 
@@ -50,6 +51,10 @@ class _Entry(Generic[V]):
 
 
 class SnapshotCache(Generic[K, V]):
+    """Invalidations win over loads that started before them: every key has an epoch (bumped by
+    ``invalidate``), the cache a global one (bumped by ``invalidate_all``); a load or a refresh
+    stores a value only if neither moved while it ran."""
+
     def __init__(
         self,
         load_one: Callable[[K], Awaitable[V]],
@@ -68,7 +73,8 @@ class SnapshotCache(Generic[K, V]):
         self._clock = clock
         self._snapshot: dict[K, _Entry[V]] = {}
         self._inflight: dict[K, asyncio.Future[V]] = {}
-        self._generation = 0
+        self._epochs: dict[K, int] = {}
+        self._global_epoch = 0
         self.metrics = CacheMetrics()
 
     async def get(self, key: K) -> V:
@@ -77,7 +83,13 @@ class SnapshotCache(Generic[K, V]):
             self.metrics.hits += 1
             return entry.value
         self.metrics.misses += 1
-        return await self._load(key)
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(key))
+            self._inflight[key] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # shielded: a caller that gives up does not cancel the load the others wait for
+        return await asyncio.shield(pending)
 
     def peek(self, key: K) -> V | None:
         """The cached value if fresh, without loading or counting."""
@@ -86,28 +98,35 @@ class SnapshotCache(Generic[K, V]):
 
     def invalidate(self, key: K) -> None:
         self.metrics.invalidations += 1
-        self._generation += 1
+        self._epochs[key] = self._epochs.get(key, 0) + 1
         self._snapshot.pop(key, None)
+        self._inflight.pop(key, None)  # later callers start a fresh load
 
     def invalidate_all(self) -> None:
         self.metrics.invalidations += 1
-        self._generation += 1
+        self._global_epoch += 1
         self._snapshot = {}
+        self._inflight = {}
 
     async def refresh_all(self) -> None:
         """Load everything and swap the snapshot in one assignment."""
-        generation = self._generation
+        global_epoch, epochs = self._global_epoch, dict(self._epochs)
         started = self._clock()
         loaded = await self._load_all()
         now = self._clock()
         self.metrics.full_refreshes += 1
-        self.metrics.load_seconds_total += now - started
+        self.metrics.refresh_seconds_total += now - started
         self.metrics.last_refresh_at = time.time()
+        if global_epoch != self._global_epoch:
+            return  # everything was invalidated meanwhile: what we loaded may be stale
         fresh = {k: _Entry(v, now + self._ttl) for k, v in loaded.items()}
-        if generation != self._generation:
-            # an invalidation arrived while loading: keep what was loaded before it only if the
-            # key was not invalidated since, i.e. still present in the live snapshot
-            fresh = {k: e for k, e in fresh.items() if k in self._snapshot}
+        for key, epoch in self._epochs.items():
+            if epochs.get(key, 0) != epoch:  # invalidated while we loaded: keep the live entry
+                live = self._snapshot.get(key)
+                if live is None:
+                    fresh.pop(key, None)
+                else:
+                    fresh[key] = live
         self._snapshot = fresh
 
     async def run_refresher(self) -> None:
@@ -118,36 +137,23 @@ class SnapshotCache(Generic[K, V]):
             await asyncio.sleep(pause)
             try:
                 await self.refresh_all()
-            except Exception:
+            except Exception:  # the TTL keeps serving; the next round retries
                 self.metrics.load_errors += 1
 
     def stats(self) -> dict[str, float | int | None]:
         return self.metrics.as_dict(len(self._snapshot))
 
     async def _load(self, key: K) -> V:
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        generation = self._generation
+        global_epoch, epoch = self._global_epoch, self._epochs.get(key, 0)
         started = self._clock()
         try:
             value = await self._load_one(key)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
+        except Exception:
             self.metrics.load_errors += 1
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
-        finally:
-            self._inflight.pop(key, None)
         now = self._clock()
         self.metrics.loads += 1
         self.metrics.load_seconds_total += now - started
-        if generation == self._generation:
+        if global_epoch == self._global_epoch and epoch == self._epochs.get(key, 0):
             self._snapshot[key] = _Entry(value, now + self._ttl)
-        future.set_result(value)
         return value

@@ -8,7 +8,7 @@ if nobody changed our key since it was read (compare-and-swap, retried), and sen
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,14 @@ class ImportRecord:
 class ConfigService:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.on_committed: Callable[[str], None] | None = None
+        """Called with the unit number after a write commits: this process's own caches forget
+        the unit at once (read-your-writes); other processes hear the NOTIFY."""
+
+    def _committed(self, *numbers: str) -> None:
+        if self.on_committed is not None:
+            for number in numbers:
+                self.on_committed(number)
 
     async def get(self, number: str) -> Unit:
         async with self._db.connection() as conn:
@@ -39,7 +47,9 @@ class ConfigService:
 
     async def update(self, number: str, change: ConfigChange) -> Unit:
         async with self._db.transaction() as conn:
-            return await self._update(conn, number, change)
+            unit = await self._update(conn, number, change)
+        self._committed(number)
+        return unit
 
     async def delete(self, number: str) -> None:
         """Remove our key entirely (the platform's "delete integration")."""
@@ -48,6 +58,7 @@ class ConfigService:
             if await cur.fetchone() is None:
                 await fetch_unit(conn, number)  # raises NotFound for an unknown unit
             await _notify(conn, number)
+        self._committed(number)
 
     async def export(
         self, numbers: Sequence[str] = (), *, include_secrets: bool = False
@@ -88,6 +99,7 @@ class ConfigService:
                 )
             for record in records:
                 await self._update(conn, record.number, record.change)
+        self._committed(*(r.number for r in records))
         return [r.number for r in records]
 
     async def _update(self, conn: Conn, number: str, change: ConfigChange) -> Unit:

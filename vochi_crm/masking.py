@@ -6,7 +6,9 @@ import re
 
 _VISIBLE = 4
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>\S+)", re.IGNORECASE)
+_KV_PASSWORD = re.compile(
+    r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
+)
 
 
 def mask_secret(value: str | None) -> str | None:

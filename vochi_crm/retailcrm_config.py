@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from vochi_crm.errors import FieldError, InvalidInput
 from vochi_crm.masking import mask_secret
 
-EXTENSION = re.compile(r"^\d{2,5}$")
+EXTENSION = re.compile(r"^[0-9]{2,5}$")
 KNOWN_KEYS = frozenset(
     {
         "enabled",
@@ -85,10 +85,13 @@ def read_stored(raw: Mapping[str, Any] | None) -> RetailCrmConfig:
     """Normalise any historical variant. Lenient: stored junk is skipped, never fatal."""
     if not isinstance(raw, Mapping):
         return RetailCrmConfig()
-    url = raw.get("api_url") or raw.get("domain")
+    url = next(
+        (v for v in (raw.get("api_url"), raw.get("domain")) if isinstance(v, str) and v.strip()),
+        None,
+    )
     return RetailCrmConfig(
         enabled=bool(_as_bool(raw.get("enabled"), default=False)),
-        api_url=normalise_url(url) if isinstance(url, str) and url.strip() else None,
+        api_url=normalise_url(url) if url is not None else None,
         api_key=raw.get("api_key") if isinstance(raw.get("api_key"), str) else None,
         user_mappings=_stored_mapping(raw),
         client_id=raw.get("client_id") if isinstance(raw.get("client_id"), str) else None,
@@ -97,21 +100,22 @@ def read_stored(raw: Mapping[str, Any] | None) -> RetailCrmConfig:
 
 
 def _stored_mapping(raw: Mapping[str, Any]) -> dict[str, int]:
-    mapping: dict[str, int] = {}
+    """Entries that are not an extension → a positive user id are skipped, not fatal."""
+    pairs: list[tuple[object, object]] = []
     legacy = raw.get("user_extensions")
     if isinstance(legacy, Mapping):
-        for user_id, ext in legacy.items():
-            if ext is None or str(ext).strip() == "":
-                continue  # null = unassigned in the original UI
-            uid = _as_int(user_id)
-            if uid is not None:
-                mapping[str(ext).strip()] = uid
+        pairs.extend((ext, user_id) for user_id, ext in legacy.items())  # null = unassigned
     current = raw.get("user_mappings")
     if isinstance(current, Mapping):
-        for ext, user_id in current.items():
-            uid = _as_int(user_id)
-            if uid is not None:
-                mapping[str(ext).strip()] = uid
+        pairs.extend(current.items())  # later entries win: user_mappings over user_extensions
+    mapping: dict[str, int] = {}
+    for ext, user_id in pairs:
+        uid = _as_int(user_id)
+        number = (
+            str(ext).strip() if isinstance(ext, str | int) and not isinstance(ext, bool) else ""
+        )
+        if EXTENSION.match(number) and uid is not None and uid > 0:
+            mapping[number] = uid
     return mapping
 
 
@@ -128,10 +132,11 @@ def apply_change(config: RetailCrmConfig, change: ConfigChange) -> RetailCrmConf
         config.user_mappings if change.replace_mappings is None else change.replace_mappings
     )
     mappings.update(change.map)
-    unknown = [ext for ext in change.unmap if ext not in mappings]
+    unmap = dict.fromkeys(change.unmap)
+    unknown = [ext for ext in unmap if ext not in mappings]
     if unknown:
         raise InvalidInput([FieldError(ext, "this extension is not mapped") for ext in unknown])
-    for ext in change.unmap:
+    for ext in unmap:
         del mappings[ext]
     result = replace(
         config,
@@ -187,10 +192,14 @@ def normalise_url(value: str) -> str:
 
 def validate_url(value: str, field_name: str = "api_url") -> str:
     url = normalise_url(value)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise InvalidInput.one(field_name, f"{value!r} is not an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not hostname or " " in url:
         raise InvalidInput.one(field_name, f"{value!r} is not an http(s) URL")
-    if parts.path not in ("", "/") or parts.query:
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidInput.one(
             field_name,
             f"{value!r} must be the account address only, e.g. https://example.retailcrm.ru",
@@ -235,13 +244,15 @@ def change_from_values(values: Mapping[str, object]) -> ConfigChange:
     errors: list[FieldError] = []
     kwargs: dict[str, Any] = {}
     checks: dict[str, Any] = {
-        "api_url": lambda v: validate_url(str(v)),
-        "domain": lambda v: validate_url(str(v), "domain"),
-        "api_key": lambda v: validate_api_key(str(v)),
+        "api_url": validate_url,
+        "domain": validate_url,
+        "api_key": validate_api_key,
         "enabled": parse_bool,
-        "client_id": lambda v: validate_api_key(str(v), "client_id"),
+        "client_id": validate_api_key,
     }
     for key, value in values.items():
+        if value is None:
+            continue  # null = leave as it is
         if key in ("user_mappings",):
             try:
                 kwargs["replace_mappings"] = validate_mappings(value)
@@ -254,8 +265,11 @@ def change_from_values(values: Mapping[str, object]) -> ConfigChange:
                 FieldError(key, f"unknown setting; settable: {', '.join(SETTABLE)}, user_mappings")
             )
             continue
+        if key != "enabled" and not isinstance(value, str):
+            errors.append(FieldError(key, "must be a string"))
+            continue
         try:
-            kwargs["api_url" if key == "domain" else key] = check(value)
+            kwargs["api_url" if key == "domain" else key] = check(value, key)
         except InvalidInput as exc:
             errors.extend(exc.fields)
     if errors:
@@ -289,7 +303,7 @@ def _as_int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
 

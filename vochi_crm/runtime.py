@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,8 @@ from vochi_crm.db.embedded import EmbeddedPostgres, default_data_dir
 from vochi_crm.db.listener import NotificationListener
 from vochi_crm.db.migrations import Migration, migrate
 from vochi_crm.errors import NotFound, StorageUnavailable
+from vochi_crm.events import IncomingEvent
+from vochi_crm.ingest import Ingest, unknown_unit
 from vochi_crm.settings import Settings
 from vochi_crm.units import Unit, UnitService
 
@@ -39,7 +41,9 @@ class Runtime:
     configs: ConfigService
     embedded: EmbeddedPostgres | None = None
     config_cache: SnapshotCache[str, Unit | None] | None = None
+    token_cache: SnapshotCache[str, Unit | None] | None = None
     listener: NotificationListener | None = None
+    ingest: Ingest | None = None
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -61,53 +65,100 @@ class Runtime:
 
     async def cached_unit(self, number: str) -> Unit:
         """A unit's config through the cache (daemon mode), straight from the database otherwise."""
-        if self.config_cache is None:
-            return await self.units.get(number)
-        unit = await self.config_cache.get(number)
+        unit = await self._cached(self.config_cache, number, self._unit_or_none)
         if unit is None:
             raise NotFound(f"unit {number!r} does not exist")
         return unit
+
+    async def unit_for_event(self, event: IncomingEvent) -> Unit:
+        """The unit an event belongs to, by number or by Asterisk token, through the caches."""
+        unit: Unit | None
+        if event.enterprise_number is not None:
+            unit = await self._cached(
+                self.config_cache, event.enterprise_number, self._unit_or_none
+            )
+        else:
+            assert event.token is not None
+            unit = await self._cached(self.token_cache, event.token, self.units.by_token)
+        if unit is None:
+            raise unknown_unit(event)
+        return unit
+
+    async def _unit_or_none(self, number: str) -> Unit | None:
+        try:
+            return await self.units.get(number)
+        except NotFound:
+            return None
+
+    @staticmethod
+    async def _cached(
+        cache: SnapshotCache[str, Unit | None] | None,
+        key: str,
+        load: Callable[[str], Awaitable[Unit | None]],
+    ) -> Unit | None:
+        return await (cache.get(key) if cache is not None else load(key))
 
     # -- daemon-mode services -------------------------------------------------------------------
 
     async def start_cache(self) -> None:
         settings = self.settings.cache
 
-        async def load_one(number: str) -> Unit | None:
-            try:
-                return await self.units.get(number)
-            except NotFound:
-                return None
-
         async def load_all() -> dict[str, Unit | None]:
             return {u.number: u for u in await self.units.list()}
 
-        cache: SnapshotCache[str, Unit | None] = SnapshotCache(
-            load_one,
-            load_all,
-            ttl=settings.ttl_seconds,
-            refresh_every=settings.refresh_seconds,
-            jitter=settings.jitter,
-        )
+        async def load_all_tokens() -> dict[str, Unit | None]:
+            return {u.token: u for u in await self.units.list() if u.token}
+
+        def snapshot_cache(
+            load_one: Callable[[str], Awaitable[Unit | None]],
+            load: Callable[[], Awaitable[dict[str, Unit | None]]],
+        ) -> SnapshotCache[str, Unit | None]:
+            return SnapshotCache(
+                load_one,
+                load,
+                ttl=settings.ttl_seconds,
+                refresh_every=settings.refresh_seconds,
+                jitter=settings.jitter,
+            )
+
+        cache = snapshot_cache(self._unit_or_none, load_all)
+        tokens = snapshot_cache(self.units.by_token, load_all_tokens)
+
+        def forget(number: str) -> None:
+            cache.invalidate(number)
+            tokens.invalidate_all()  # token entries are keyed by token, not by number
+
+        def forget_everything() -> None:
+            cache.invalidate_all()
+            tokens.invalidate_all()
 
         async def on_notify(channel: str, payload: dict[str, Any]) -> None:
             number = payload.get("enterprise_number")
             if payload.get("integration_type") not in (None, "retailcrm"):
                 return  # another CRM's key changed; ours did not
             if isinstance(number, str):
-                cache.invalidate(number)
+                forget(number)
             else:
-                cache.invalidate_all()
+                forget_everything()
 
+        self.configs.on_committed = forget
         self.config_cache = cache
+        self.token_cache = tokens
         self.listener = NotificationListener(
-            self.db, [queries.CONFIG_CHANNEL], on_notify, on_reconnect=cache.invalidate_all
+            self.db, [queries.CONFIG_CHANNEL], on_notify, on_reconnect=forget_everything
         )
         self._tasks.append(asyncio.create_task(self.listener.run(), name="config-listener"))
         self._tasks.append(asyncio.create_task(cache.run_refresher(), name="config-refresher"))
+        self._tasks.append(asyncio.create_task(tokens.run_refresher(), name="token-refresher"))
         await self.listener.wait_ready(within=self.settings.database.connect_timeout_seconds)
 
+    def start_ingest(self) -> None:
+        self.ingest = Ingest(self.db)
+        self.ingest.start()
+
     async def aclose(self) -> None:
+        if self.ingest is not None:
+            await self.ingest.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -149,6 +200,7 @@ async def open_runtime(
             await runtime.migrate()
         if daemon:
             await runtime.start_cache()
+            runtime.start_ingest()
         yield runtime
     finally:
         await runtime.aclose()

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from vochi_crm.errors import FieldError, InvalidInput
 from vochi_crm.masking import mask_dsn, mask_secret
@@ -60,6 +68,14 @@ class DatabaseSettings(BaseModel):
     connect_timeout_seconds: float = Field(
         5.0, gt=0, le=120, description="How long to wait for PostgreSQL before giving up."
     )
+
+    @field_validator("pool_max_size")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("pool_min_size")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least pool_min_size ({minimum})")
+        return value
 
 
 class Settings(BaseSettings):
@@ -114,6 +130,8 @@ def load_settings(**overrides: Any) -> Settings:
     """
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        raise InvalidInput.one(_group_of(str(exc)), f"cannot be read: {exc}") from None
     except ValidationError as exc:
         raise InvalidInput(
             [
@@ -122,6 +140,14 @@ def load_settings(**overrides: Any) -> Settings:
             ],
             message=None,
         ) from None
+
+
+def _group_of(message: str) -> str:
+    """Name the environment variable pydantic-settings could not parse (it says which group)."""
+    for name in Settings.model_fields:
+        if f'"{name}"' in message or f"'{name}'" in message:
+            return env_name((name,))
+    return ENV_PREFIX + "*"
 
 
 def env_name(path: tuple[str, ...]) -> str:

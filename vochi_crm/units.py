@@ -77,6 +77,13 @@ class UnitService:
         async with self._db.connection() as conn:
             return await fetch_unit(conn, number)
 
+    async def by_token(self, token: str) -> Unit | None:
+        """The unit whose Asterisk ``Token`` (``enterprises.name2``) this is."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(queries.UNIT_BY_TOKEN, {"token": token})
+            row = await cur.fetchone()
+            return None if row is None else unit_from_row(row)
+
     async def add(
         self,
         number: str,

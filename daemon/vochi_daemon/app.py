@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,7 @@ from vochi_crm import __version__
 from vochi_crm.errors import FieldError, InvalidInput, VochiError
 from vochi_crm.runtime import Notice, open_runtime
 from vochi_crm.settings import Settings
-from vochi_daemon.routes import config, health
+from vochi_daemon.routes import config, events, health
 
 
 def create_app(settings: Settings, *, notice: Notice | None = None) -> FastAPI:
@@ -34,11 +35,27 @@ def create_app(settings: Settings, *, notice: Notice | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.router.add_route("/api/events", events.post_event, methods=["POST"])
     app.include_router(health.router)
     app.include_router(config.router)
     app.add_exception_handler(VochiError, _core_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    _document_raw_routes(app)
     return app
+
+
+def _document_raw_routes(app: FastAPI) -> None:
+    """Raw Starlette routes skip FastAPI's body machinery; describe them in OpenAPI by hand."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema["paths"]["/api/events"] = events.OPENAPI
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _core_error(request: Request, exc: Exception) -> JSONResponse:

@@ -72,3 +72,25 @@ CONFIG_NOTIFY = "SELECT pg_notify(%(channel)s, %(payload)s)"
 # -- health --------------------------------------------------------------------------------------
 
 PING = "SELECT 1"
+
+# -- units by token (ingest) ---------------------------------------------------------------------
+
+UNIT_BY_TOKEN = f"""
+SELECT {_UNIT_COLUMNS}
+FROM enterprises e LEFT JOIN vochi_pbx p ON p.enterprise_number = e.number
+WHERE e.name2 = %(token)s
+ORDER BY e.number
+LIMIT 1"""
+
+# -- event queue ---------------------------------------------------------------------------------
+
+EVENTS_CHANNEL = "retailcrm_events_ready"
+
+# One statement per batch; a row that conflicts (a retransmission) is not returned.
+EVENTS_INSERT = """
+INSERT INTO retailcrm_events (enterprise_number, call_unique_id, event_type, dedup_key, payload)
+SELECT * FROM unnest(%(units)s::text[], %(calls)s::text[], %(types)s::text[],
+                     %(keys)s::text[], %(payloads)s::jsonb[])
+ON CONFLICT (enterprise_number, call_unique_id, event_type, dedup_key) DO NOTHING
+RETURNING id, enterprise_number, call_unique_id, event_type, dedup_key"""
+EVENTS_NOTIFY = f"SELECT pg_notify('{EVENTS_CHANNEL}', '')"

@@ -8,12 +8,15 @@ CREATE TABLE IF NOT EXISTS vochi_pbx (
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- The durable event queue and journal: one row per accepted call event.
+-- The durable event queue and journal: one row per accepted call event. Idempotency: one row per
+-- (unit, UniqueId, event type, dedup_key); dedup_key is '' for hangup/download (one per call) and a
+-- hash of the payload for the events a call may carry several of (dial, bridge).
 CREATE TABLE IF NOT EXISTS retailcrm_events (
     id                BIGSERIAL PRIMARY KEY,
     enterprise_number TEXT NOT NULL,
     call_unique_id    TEXT NOT NULL,
     event_type        TEXT NOT NULL,
+    dedup_key         TEXT NOT NULL DEFAULT '',
     payload           JSONB NOT NULL,
     status            TEXT NOT NULL DEFAULT 'pending',
     attempts          INTEGER NOT NULL DEFAULT 0,
@@ -24,7 +27,19 @@ CREATE TABLE IF NOT EXISTS retailcrm_events (
     received_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     delivered_at      TIMESTAMPTZ,
-    CONSTRAINT retailcrm_events_idempotency UNIQUE (enterprise_number, call_unique_id, event_type)
+    CONSTRAINT retailcrm_events_idempotency
+        UNIQUE (enterprise_number, call_unique_id, event_type, dedup_key)
+);
+CREATE INDEX IF NOT EXISTS retailcrm_events_call
+    ON retailcrm_events (enterprise_number, call_unique_id, id);
+
+-- What the earlier events of a call told the mapping (who answered, when it started, ...).
+CREATE TABLE IF NOT EXISTS retailcrm_calls (
+    enterprise_number TEXT NOT NULL,
+    call_unique_id    TEXT NOT NULL,
+    state             JSONB NOT NULL,
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (enterprise_number, call_unique_id)
 );
 CREATE INDEX IF NOT EXISTS retailcrm_events_due
     ON retailcrm_events (next_attempt_at) WHERE status = 'pending';
