@@ -23,6 +23,7 @@ from vochi_crm.db.database import Database
 from vochi_crm.db.embedded import EmbeddedPostgres, default_data_dir
 from vochi_crm.db.listener import NotificationListener
 from vochi_crm.db.migrations import Migration, migrate
+from vochi_crm.delivery.dispatcher import Dispatcher
 from vochi_crm.errors import NotFound, StorageUnavailable
 from vochi_crm.events import IncomingEvent
 from vochi_crm.ingest import Ingest, unknown_unit
@@ -44,8 +45,10 @@ class Runtime:
     token_cache: SnapshotCache[str, Unit | None] | None = None
     listener: NotificationListener | None = None
     ingest: Ingest | None = None
+    dispatcher: Dispatcher | None = None
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def migrate(self) -> list[Migration]:
         async with self.db.connection() as conn:
@@ -127,6 +130,8 @@ class Runtime:
         def forget(number: str) -> None:
             cache.invalidate(number)
             tokens.invalidate_all()  # token entries are keyed by token, not by number
+            if self.dispatcher is not None:
+                self._spawn(self.dispatcher.unit_changed(number), f"unit-changed-{number}")
 
         def forget_everything() -> None:
             cache.invalidate_all()
@@ -156,10 +161,25 @@ class Runtime:
         self.ingest = Ingest(self.db)
         self.ingest.start()
 
+    def start_delivery(self) -> None:
+        self.dispatcher = Dispatcher(self.db, self.settings.delivery, self._unit_or_none_cached)
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+
+    async def _unit_or_none_cached(self, number: str) -> Unit | None:
+        return await self._cached(self.config_cache, number, self._unit_or_none)
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run(), name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def aclose(self) -> None:
         if self.ingest is not None:
             await self.ingest.stop()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -201,6 +221,7 @@ async def open_runtime(
         if daemon:
             await runtime.start_cache()
             runtime.start_ingest()
+            runtime.start_delivery()
         yield runtime
     finally:
         await runtime.aclose()

@@ -78,6 +78,42 @@ class DatabaseSettings(BaseModel):
         return value
 
 
+class DeliverySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retailcrm_timeout_seconds: float = Field(
+        2.5, gt=0, le=30, description="Hard timeout of one RetailCRM request (DESIGN: 2–3 s)."
+    )
+    ring_ttl_seconds: float = Field(
+        60.0, gt=0, le=3600, description="A ring (pop-up) event older than this expires unsent."
+    )
+    max_age_hours: float = Field(
+        24.0, gt=0, le=720, description="History events failing this long are marked failed."
+    )
+    unit_concurrency: int = Field(
+        4, ge=1, le=100, description="RetailCRM requests in flight at once for one unit."
+    )
+    in_flight: int = Field(
+        200, ge=1, le=5000, description="Events the dispatcher works on at once (all units)."
+    )
+    rate_per_second: float = Field(
+        10.0, gt=0, le=1000, description="Requests per second per RetailCRM account."
+    )
+    telephony_rate_per_second: float = Field(
+        40.0, gt=0, le=1000, description="Requests per second per account for /telephony/*."
+    )
+    lease_seconds: float = Field(
+        60.0, ge=5, le=3600, description="A claimed event returns to the queue if not done by then."
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="Queue polling period when no NOTIFY wakes the dispatcher."
+    )
+    pause_recheck_seconds: float = Field(
+        60.0, gt=0, le=3600,
+        description="How often a paused unit (wrong key, no access) is probed again.",
+    )
+
+
 class Settings(BaseSettings):
     """Every knob of vochi-crm, with the environment variable that sets it."""
 
@@ -110,6 +146,9 @@ class Settings(BaseSettings):
     )
     daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="The HTTP daemon.")
     cache: CacheSettings = Field(default_factory=CacheSettings, description="The config cache.")
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Delivery to RetailCRM."
+    )
     database: DatabaseSettings = Field(
         default_factory=DatabaseSettings,
         description="Connection pool.",

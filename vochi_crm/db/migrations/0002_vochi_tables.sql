@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS retailcrm_events (
     payload           JSONB NOT NULL,
     status            TEXT NOT NULL DEFAULT 'pending',
     attempts          INTEGER NOT NULL DEFAULT 0,
+    progress          INTEGER NOT NULL DEFAULT 0,  -- RetailCRM requests of the plan already sent
     next_attempt_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     lease_until       TIMESTAMPTZ,
     leased_by         TEXT,

@@ -1,0 +1,105 @@
+"""Per-RetailCRM-account state of the dispatcher: one HTTP client, one token bucket pair and one
+circuit breaker per account (an API key at an address), shared by every unit that uses it, plus the
+units paused because they must act.
+
+These live in the one elected dispatcher process (DESIGN §8: limits must hold across daemon
+instances; only the advisory-lock holder delivers), so they are per account, not per instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vochi_crm.pipeline.breaker import CircuitBreaker
+from vochi_crm.pipeline.ratelimit import AccountLimiter, RateLimitConfig
+from vochi_crm.retailcrm import RetailCrmClient
+from vochi_crm.retailcrm.errors import UNIT_REASONS
+from vochi_crm.retailcrm_config import RetailCrmConfig
+from vochi_crm.settings import DeliverySettings
+
+
+def account_key(config: RetailCrmConfig) -> str:
+    """Identifies an account without holding its key in clear: the address and a key digest."""
+    digest = hashlib.sha256((config.api_key or "").encode()).hexdigest()[:16]
+    return f"{config.api_url}#{digest}"
+
+
+@dataclass
+class Account:
+    key: str
+    client: RetailCrmClient
+    limiter: AccountLimiter
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+
+
+@dataclass(frozen=True)
+class Alert:
+    unit: str
+    reason: str
+    message: str
+    since: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "reason": self.reason,
+            "message": self.message,
+            "hint": "fix the unit's RetailCRM address or API key (vochi-crm config set "
+            f"{self.unit} …); delivery resumes by itself on the next config change",
+            "since": self.since,
+        }
+
+
+class Accounts:
+    def __init__(self, settings: DeliverySettings) -> None:
+        self._settings = settings
+        self._accounts: dict[str, Account] = {}
+        self.paused: dict[str, Alert] = {}
+
+    def for_config(self, config: RetailCrmConfig) -> Account:
+        key = account_key(config)
+        account = self._accounts.get(key)
+        if account is None:
+            assert config.api_url is not None
+            assert config.api_key is not None
+            account = Account(
+                key=key,
+                client=RetailCrmClient(
+                    config.api_url,
+                    config.api_key,
+                    timeout=self._settings.retailcrm_timeout_seconds,
+                ),
+                limiter=AccountLimiter(
+                    RateLimitConfig(
+                        general_rate=self._settings.rate_per_second,
+                        telephony_rate=self._settings.telephony_rate_per_second,
+                    )
+                ),
+            )
+            self._accounts[key] = account
+        return account
+
+    def pause(self, unit: str, reason: str) -> None:
+        if unit not in self.paused:
+            message = UNIT_REASONS.get(reason, reason)
+            self.paused[unit] = Alert(unit, reason, message, time.time())
+
+    def resume(self, unit: str) -> bool:
+        return self.paused.pop(unit, None) is not None
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {
+            account.key.split("#")[0]: {
+                "breaker": account.breaker.snapshot(now),
+                "rate_limit": account.limiter.snapshot(now),
+            }
+            for account in self._accounts.values()
+        }
+
+    async def aclose(self) -> None:
+        for account in self._accounts.values():
+            await account.client.aclose()
+        self._accounts.clear()
