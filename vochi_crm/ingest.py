@@ -9,12 +9,12 @@ an acknowledged event is never lost (``synchronous_commit`` stays on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from vochi_crm.aio import cancel_and_wait
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
 from vochi_crm.errors import NotFound, StorageUnavailable
@@ -67,9 +67,7 @@ class Ingest:
 
     async def stop(self) -> None:
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await cancel_and_wait([self._writer])
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():

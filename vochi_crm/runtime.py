@@ -8,7 +8,6 @@ config cache with its LISTEN/NOTIFY invalidation and periodic refresh.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,8 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from vochi_crm.aio import cancel_and_wait
 from vochi_crm.cache import SnapshotCache
 from vochi_crm.config_service import ConfigService
+from vochi_crm.connection_check import ConnectionCheck, ConnectionReport
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
 from vochi_crm.db.embedded import EmbeddedPostgres, default_data_dir
@@ -27,6 +28,10 @@ from vochi_crm.delivery.dispatcher import Dispatcher
 from vochi_crm.errors import NotFound, StorageUnavailable
 from vochi_crm.events import IncomingEvent
 from vochi_crm.ingest import Ingest, unknown_unit
+from vochi_crm.registration.delivery import ModuleDelivery
+from vochi_crm.registration.hook import ModuleRegistrar
+from vochi_crm.registration.module import ModuleSite
+from vochi_crm.registration.service import RegistrationOutcome, RegistrationService
 from vochi_crm.settings import Settings
 from vochi_crm.units import Unit, UnitService
 
@@ -65,6 +70,27 @@ class Runtime:
             return True
         except StorageUnavailable:
             return False
+
+    async def register_module(self, number: str) -> RegistrationOutcome:
+        """Register (or deactivate) the unit's RetailCRM module now (``vochi-crm register``)."""
+        service = RegistrationService(
+            self.db,
+            self.units,
+            self.configs,
+            ModuleSite.from_settings(self.settings),
+            timeout=self.settings.delivery.retailcrm_timeout_seconds,
+        )
+        return await service.register_now(number)
+
+    async def test_connection(self, number: str) -> ConnectionReport:
+        """Check the unit's RetailCRM address, key, permissions, users and module (bounded)."""
+        check = ConnectionCheck(
+            self.units,
+            ModuleSite.from_settings(self.settings),
+            timeout=self.settings.delivery.retailcrm_timeout_seconds,
+            deadline=self.settings.retailcrm.check_deadline_seconds,
+        )
+        return await check.run(number)
 
     async def cached_unit(self, number: str) -> Unit:
         """A unit's config through the cache (daemon mode), straight from the database otherwise."""
@@ -150,7 +176,11 @@ class Runtime:
         self.config_cache = cache
         self.token_cache = tokens
         self.listener = NotificationListener(
-            self.db, [queries.CONFIG_CHANNEL], on_notify, on_reconnect=forget_everything
+            self.db,
+            [queries.CONFIG_CHANNEL],
+            on_notify,
+            on_reconnect=forget_everything,
+            purpose="config-listener",
         )
         self._tasks.append(asyncio.create_task(self.listener.run(), name="config-listener"))
         self._tasks.append(asyncio.create_task(cache.run_refresher(), name="config-refresher"))
@@ -163,6 +193,14 @@ class Runtime:
 
     def start_delivery(self) -> None:
         self.dispatcher = Dispatcher(self.db, self.settings.delivery, self._unit_or_none_cached)
+        self.dispatcher.worker.modules = ModuleDelivery(
+            self.units,
+            self.configs,
+            self.dispatcher.accounts,
+            self.dispatcher.metrics,
+            self.settings.delivery,
+            ModuleSite.from_settings(self.settings),
+        )
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
 
     async def _unit_or_none_cached(self, number: str) -> Unit | None:
@@ -179,11 +217,7 @@ class Runtime:
     async def aclose(self) -> None:
         if self.ingest is not None:
             await self.ingest.stop()
-        for task in [*self._tasks, *self._background]:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait([*self._tasks, *self._background])
         self._tasks.clear()
         await self.db.close()
         if self.embedded is not None:
@@ -213,7 +247,8 @@ async def open_runtime(
         max_size=settings.database.pool_max_size if daemon else 2,
         timeout=settings.database.connect_timeout_seconds,
     )
-    runtime = Runtime(settings, db, UnitService(db), ConfigService(db), embedded=embedded)
+    configs = ConfigService(db, ModuleRegistrar(ModuleSite.from_settings(settings)))
+    runtime = Runtime(settings, db, UnitService(db), configs, embedded=embedded)
     try:
         await db.open()
         if migrate:

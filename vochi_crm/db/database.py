@@ -63,15 +63,16 @@ class Database:
         async with self.connection() as conn, conn.transaction():
             yield conn
 
-    async def direct(self) -> Conn:
-        """A dedicated, autocommit connection outside the pool (listeners, long-lived watchers)."""
+    async def direct(self, purpose: str) -> Conn:
+        """A dedicated, autocommit connection outside the pool (listeners, long-lived watchers),
+        named ``vochi-crm-<purpose>`` in ``pg_stat_activity``."""
         try:
             return await AsyncConnection.connect(
                 self.conninfo,
                 autocommit=True,
                 row_factory=dict_row,
                 connect_timeout=max(1, int(self._timeout)),
-                application_name="vochi-crm-listener",
+                application_name=f"vochi-crm-{purpose}",
             )
         except psycopg.Error as exc:
             raise StorageUnavailable(f"cannot connect to PostgreSQL: {_reason(exc)}") from None

@@ -40,11 +40,13 @@ class NotificationListener:
         handler: Handler,
         *,
         on_reconnect: Callable[[], Awaitable[None] | None] | None = None,
+        purpose: str = "listener",
         retry_delay: float = 0.5,
         max_retry_delay: float = 5.0,
     ) -> None:
         self._db = db
         self._channels = tuple(channels)
+        self._purpose = purpose
         self._handler = handler
         self._on_reconnect = on_reconnect
         self._retry_delay = retry_delay
@@ -54,7 +56,8 @@ class NotificationListener:
 
     async def wait_ready(self, within: float) -> bool:
         try:
-            await asyncio.wait_for(self._ready.wait(), within)
+            async with asyncio.timeout(within):
+                await self._ready.wait()
         except TimeoutError:
             return False
         return True
@@ -65,7 +68,7 @@ class NotificationListener:
         first = True
         while True:
             try:
-                conn = await self._db.direct()
+                conn = await self._db.direct(self._purpose)
             except StorageUnavailable as exc:
                 self._lost(str(exc))
                 await asyncio.sleep(delay)

@@ -161,3 +161,136 @@ INSERT INTO integration_logs (enterprise_number, integration_type, event_type, r
                               internal_extension, response_time_ms)
 VALUES (%(unit)s, 'retailcrm', %(event_type)s, %(request)s, %(response)s, %(status)s,
         %(error)s, %(call)s, %(phone)s, %(extension)s, %(elapsed_ms)s)"""
+
+# -- integration module registration (vochi_crm.registration) ------------------------------------
+
+# Queue a module (de)registration in the config write's own transaction, unless one for the same
+# content still waits to be claimed (a waiting row reads the config when it is delivered, so it
+# already covers this write). ``dedup_key`` is ``<content digest>.<random>``: a later identical
+# registration (A → B → A) becomes a new row behind B, never a re-armed old row jumping ahead of it.
+MODULE_EVENT_QUEUE = """
+INSERT INTO retailcrm_events (enterprise_number, call_unique_id, event_type, dedup_key, payload)
+SELECT %(unit)s, %(call)s, %(event_type)s, %(dedup_key)s, '{}'::jsonb
+WHERE NOT EXISTS (
+    SELECT 1 FROM retailcrm_events
+    WHERE enterprise_number = %(unit)s AND call_unique_id = %(call)s
+      AND event_type = %(event_type)s AND status = 'pending'
+      AND starts_with(dedup_key, %(digest)s || '.'))
+RETURNING id"""
+
+# -- journal, event listing and replay (vochi_crm.journal, vochi_crm.replay) ---------------------
+# Optional filters are fixed SQL with ``%(x)s IS NULL OR …`` guards: every user value is a bound
+# parameter, and PostgreSQL folds the guard away when it plans with the actual values.
+
+JOURNAL_CHANNEL = "retailcrm_journal"
+# Sent by the delivery store once per committed batch of outcomes / journal rows.
+JOURNAL_NOTIFY = f"SELECT pg_notify('{JOURNAL_CHANNEL}', '')"
+
+_EVENT_COLUMNS = """id, enterprise_number, call_unique_id, event_type, status, attempts, progress,
+    next_attempt_at, last_error, received_at, updated_at, delivered_at"""
+EVENTS_LIST = f"""
+SELECT {_EVENT_COLUMNS}
+FROM retailcrm_events
+WHERE (%(unit)s::text IS NULL OR enterprise_number = %(unit)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(call)s::text IS NULL OR call_unique_id = %(call)s)
+  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s)
+ORDER BY id DESC
+LIMIT %(limit)s"""
+EVENTS_BY_IDS = """
+SELECT id, enterprise_number, call_unique_id, event_type, status
+FROM retailcrm_events WHERE id = ANY(%(ids)s::bigint[])"""
+EVENT_CALL_UNITS = """
+SELECT DISTINCT enterprise_number FROM retailcrm_events
+WHERE call_unique_id = %(call)s ORDER BY enterprise_number LIMIT 20"""
+CALL_EVENTS = f"""
+SELECT {_EVENT_COLUMNS}, payload
+FROM retailcrm_events
+WHERE enterprise_number = %(unit)s AND call_unique_id = %(call)s
+ORDER BY id"""
+
+_JOURNAL_COLUMNS = """id, enterprise_number, event_type, call_unique_id, phone_number,
+    internal_extension, status, error_message, response_time_ms, created_at, request_data,
+    response_data"""
+CALL_JOURNAL = f"""
+SELECT {_JOURNAL_COLUMNS}
+FROM integration_logs
+WHERE integration_type = 'retailcrm' AND enterprise_number = %(unit)s
+  AND call_unique_id = %(call)s
+ORDER BY created_at, id"""
+_JOURNAL_FILTERS = """integration_type = 'retailcrm'
+  AND (%(unit)s::text IS NULL OR enterprise_number = %(unit)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(call)s::text IS NULL OR call_unique_id = %(call)s)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)"""
+JOURNAL_LATEST = f"""
+SELECT {_JOURNAL_COLUMNS} FROM integration_logs
+WHERE {_JOURNAL_FILTERS}
+ORDER BY id DESC LIMIT %(limit)s"""
+JOURNAL_AFTER = f"""
+SELECT {_JOURNAL_COLUMNS} FROM integration_logs
+WHERE {_JOURNAL_FILTERS} AND id > %(after)s
+ORDER BY id LIMIT %(limit)s"""
+# Read before the rows: what was committed by then is visible to the statements that follow.
+JOURNAL_CLOCK = "SELECT now() AS now, (SELECT max(id) FROM integration_logs) AS max_id"
+
+_EVENT_CHANGE_FILTERS = """(%(unit)s::text IS NULL OR enterprise_number = %(unit)s)
+  AND status = ANY(%(statuses)s::text[])
+  AND (%(call)s::text IS NULL OR call_unique_id = %(call)s)
+  AND (%(since)s::timestamptz IS NULL OR updated_at >= %(since)s)"""
+EVENTS_CHANGED_LATEST = f"""
+SELECT {_EVENT_COLUMNS} FROM retailcrm_events
+WHERE {_EVENT_CHANGE_FILTERS}
+ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"""
+EVENTS_CHANGED_AFTER = f"""
+SELECT {_EVENT_COLUMNS} FROM retailcrm_events
+WHERE {_EVENT_CHANGE_FILTERS}
+  AND (%(after)s::timestamptz IS NULL OR updated_at >= %(after)s)
+ORDER BY updated_at, id LIMIT %(limit)s"""
+
+UNITS_BY_NUMBERS = f"""
+SELECT {_UNIT_COLUMNS}
+FROM enterprises e LEFT JOIN vochi_pbx p ON p.enterprise_number = e.number
+WHERE e.number = ANY(%(numbers)s::text[])"""
+
+_REPLAY_FILTERS = """status = ANY(%(statuses)s::text[])
+      AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+      AND (%(unit)s::text IS NULL OR enterprise_number = %(unit)s)
+      AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s)"""
+# Which units the matching events belong to (their configs decide what may be replayed).
+REPLAY_UNITS = f"""
+SELECT enterprise_number, count(*) AS events, min(id) AS first_id
+FROM retailcrm_events
+WHERE {_REPLAY_FILTERS}
+GROUP BY enterprise_number ORDER BY enterprise_number"""
+REPLAY_PREVIEW = f"""
+SELECT id, enterprise_number, call_unique_id, event_type, status AS previous_status,
+       last_error AS previous_error
+FROM retailcrm_events
+WHERE {_REPLAY_FILTERS} AND enterprise_number = ANY(%(units_ok)s::text[])
+ORDER BY id LIMIT %(limit)s"""
+# One statement per batch. SKIP LOCKED + the status condition (re-checked on the row's latest
+# version when a concurrent transaction changed it) mean two replays never requeue one row twice.
+# ``progress`` is kept (requests RetailCRM already has are not re-sent), ``received_at`` is kept
+# (ring TTL and history age count from reception), ``attempts`` restarts (the retry policy starts
+# afresh), ``last_error`` is cleared (returned here as previous_error; RetailCRM's answers stay in
+# integration_logs).
+EVENTS_REPLAY = f"""
+WITH picked AS (
+    SELECT id, status AS previous_status, last_error AS previous_error
+    FROM retailcrm_events
+    WHERE {_REPLAY_FILTERS}
+      AND enterprise_number = ANY(%(units_ok)s::text[])
+      AND id > %(after)s
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+UPDATE retailcrm_events e
+SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL,
+    lease_until = NULL, leased_by = NULL, updated_at = now()
+FROM picked
+WHERE e.id = picked.id
+RETURNING e.id, e.enterprise_number, e.call_unique_id, e.event_type, picked.previous_status,
+          picked.previous_error"""

@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from vochi_crm.aio import cancel_and_wait
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
 from vochi_crm.db.listener import NotificationListener
@@ -109,7 +110,7 @@ class Dispatcher:
 
     async def _acquire_leadership(self) -> psycopg.AsyncConnection[Any] | None:
         try:
-            conn = await self._db.direct()
+            conn = await self._db.direct("dispatcher")
         except StorageUnavailable:
             return None
         try:
@@ -124,7 +125,10 @@ class Dispatcher:
 
     async def _lead(self, lock: psycopg.AsyncConnection[Any]) -> None:
         wakeups = NotificationListener(
-            self._db, [queries.EVENTS_CHANNEL], lambda _channel, _payload: self.wake()
+            self._db,
+            [queries.EVENTS_CHANNEL],
+            lambda _channel, _payload: self.wake(),
+            purpose="wakeups",
         )
         helpers = [
             asyncio.create_task(wakeups.run(), name="delivery-wakeups"),
@@ -139,8 +143,11 @@ class Dispatcher:
                 for task in helpers:
                     if task.done():
                         task.result()  # a helper died: surface its error, lose leadership
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                # races with the wake-up, and the dispatcher would then never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+                    async with asyncio.timeout(self._settings.poll_seconds):
+                        await self._wake.wait()
                 self._wake.clear()
                 if time.monotonic() - keepalive > _LOCK_RETRY:
                     await lock.execute(queries.PING)  # raises when the lock's session is gone
@@ -154,11 +161,7 @@ class Dispatcher:
                 if len(claimed) == free:
                     self.wake()
         finally:
-            for task in helpers:
-                task.cancel()
-            for task in helpers:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(helpers)
 
     # -- work -------------------------------------------------------------------------------------
 
@@ -210,11 +213,7 @@ class Dispatcher:
         request RetailCRM already has should not be sent again after the lease expires."""
         if self._running:
             await asyncio.wait(set(self._running), timeout=_DRAIN_SECONDS)
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(list(self._running))
         self._running.clear()
         done = []
         while not self._results.empty():

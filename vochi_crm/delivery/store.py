@@ -139,6 +139,8 @@ class DeliveryStore:
                             for j in journal
                         ],
                     )
+                # once per batch (never per row): wakes `vochi-crm tail-logs --follow`
+                await cur.execute(queries.JOURNAL_NOTIFY)
 
     async def reclaim_expired_leases(self) -> int:
         async with self._db.transaction() as conn:

@@ -12,7 +12,7 @@ import random
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vochi_crm.delivery.accounts import Account, Accounts
 from vochi_crm.delivery.metrics import DeliveryMetrics
@@ -31,9 +31,13 @@ from vochi_crm.pipeline.policy import (
     decide_after_failure,
     decide_before_attempt,
 )
+from vochi_crm.registration.module import MODULE_EVENTS
 from vochi_crm.retailcrm import CrmResult, RetailCrmError, RetailCrmTransient, RetailCrmUnitMustAct
 from vochi_crm.settings import DeliverySettings
 from vochi_crm.units import Unit
+
+if TYPE_CHECKING:
+    from vochi_crm.registration.delivery import ModuleDelivery
 
 MAX_RATE_WAIT = 5.0
 
@@ -60,8 +64,13 @@ class EventWorker:
             lambda: asyncio.Semaphore(settings.unit_concurrency)
         )
         self._next_probe: dict[str, float] = {}
+        self.modules: ModuleDelivery | None = None
+        """Handles register_module/delete_module events (set by the runtime)."""
 
     async def handle(self, event: ClaimedEvent, unit: Unit | None) -> EventResult:
+        if event.event_type in MODULE_EVENTS and self.modules is not None:
+            # before the disabled check: a delete_module is delivered for a disabled unit
+            return await self.modules.handle(event)
         now = datetime.now(UTC)
         if unit is None:
             return _end(event, "failed", "the unit no longer exists")
@@ -74,7 +83,10 @@ class EventWorker:
         state = CallState.from_dict(event.call_state)
         try:
             plan = plan_event(
-                event.event_type, event.payload, config.user_mappings, state,
+                event.event_type,
+                event.payload,
+                config.user_mappings,
+                state,
                 # the mapping wants the PBX's wall clock; the platform runs in its zone
                 received_at=event.received_at.astimezone().replace(tzinfo=None),
             )
@@ -110,7 +122,6 @@ class EventWorker:
                 await self._respect_rate_limit(account, request.path)
                 async with self._unit_slots[unit.number]:
                     outcome = await _send(account, request)
-                attempts += 1
                 journal.append(_journal_entry(unit.number, event, request, outcome))
                 self._metrics.request(
                     unit.number, not isinstance(outcome, RetailCrmError), _elapsed(outcome)
@@ -120,6 +131,7 @@ class EventWorker:
                     self._metrics.last_success[unit.number] = now.isoformat()
                     progress += 1
                     break
+                attempts += 1  # failed attempts only: a sent pop-up must not eat the upload's
                 cls = error_class(outcome)
                 account.breaker.record(time.monotonic(), cls)
                 self._metrics.last_error[unit.number] = f"{now.isoformat()} {outcome.message}"
