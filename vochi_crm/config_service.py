@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from vochi_crm.db import queries
 from vochi_crm.db.database import Conn, Database
 from vochi_crm.errors import Conflict, FieldError, InvalidInput, NotFound
-from vochi_crm.retailcrm_config import ConfigChange, apply_change, change_from_values, to_stored
+from vochi_crm.retailcrm_config import (
+    ConfigChange,
+    RetailCrmConfig,
+    apply_change,
+    change_from_values,
+    to_stored,
+)
 from vochi_crm.units import Unit, fetch_unit, unit_from_row
 
 EXPORT_FORMAT = "vochi-crm-config/1"
@@ -29,9 +35,22 @@ class ImportRecord:
     change: ConfigChange
 
 
+class WriteHook(Protocol):
+    """What a use-case may add to every config write (the module registration does: a
+    ``clientId`` before the write, a queued ``register_module`` row in the same transaction)."""
+
+    def prepare(self, before: RetailCrmConfig, after: RetailCrmConfig) -> RetailCrmConfig: ...
+
+    async def written(
+        self, conn: Conn, number: str, before: RetailCrmConfig, after: RetailCrmConfig | None
+    ) -> None: ...
+
+
 class ConfigService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, write_hook: WriteHook | None = None) -> None:
         self._db = db
+        self.write_hook = write_hook
+        """Runs inside every write's transaction (``after`` is ``None`` for a delete)."""
         self.on_committed: Callable[[str], None] | None = None
         """Called with the unit number after a write commits: this process's own caches forget
         the unit at once (read-your-writes); other processes hear the NOTIFY."""
@@ -54,9 +73,10 @@ class ConfigService:
     async def delete(self, number: str) -> None:
         """Remove our key entirely (the platform's "delete integration")."""
         async with self._db.transaction() as conn:
+            before = await fetch_unit(conn, number)  # raises NotFound for an unknown unit
             cur = await conn.execute(queries.CONFIG_DELETE, {"number": number})
-            if await cur.fetchone() is None:
-                await fetch_unit(conn, number)  # raises NotFound for an unknown unit
+            if await cur.fetchone() is not None and self.write_hook is not None:
+                await self.write_hook.written(conn, number, before.retailcrm, None)
             await _notify(conn, number)
         self._committed(number)
 
@@ -107,6 +127,8 @@ class ConfigService:
             async with conn.transaction():
                 unit = await fetch_unit(conn, number)
                 config = apply_change(unit.retailcrm, change)
+                if self.write_hook is not None:
+                    config = self.write_hook.prepare(unit.retailcrm, config)
                 stored = to_stored(config, unit.stored_retailcrm)
                 cur = await conn.execute(
                     queries.CONFIG_WRITE,
@@ -120,7 +142,12 @@ class ConfigService:
                 )
                 if await cur.fetchone() is not None:
                     await _notify(conn, number)
-                    return await fetch_unit(conn, number)
+                    written = await fetch_unit(conn, number)
+                    if self.write_hook is not None:
+                        await self.write_hook.written(
+                            conn, number, unit.retailcrm, written.retailcrm
+                        )
+                    return written
         raise Conflict(f"the config of unit {number} kept changing under us; try again")
 
 

@@ -114,6 +114,40 @@ class DeliverySettings(BaseModel):
     )
 
 
+class RetailCrmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    module_code: str = Field(
+        "vochi-telephony",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Code of our telephony integration module in RetailCRM (keep the original's "
+        "vochi-telephony so existing installs are updated, not duplicated).",
+    )
+    module_name: str = Field(
+        "Vochi-CRM", min_length=1, description="Name of the module shown in RetailCRM."
+    )
+    logo_url: str | None = Field(
+        None,
+        description="SVG logo URL sent with the module (RetailCRM rejects other formats). "
+        "Default: <public_base_url>/static/vochi-logo.svg, served by the daemon.",
+    )
+    check_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Upper bound of one test-connection run, however slow RetailCRM is.",
+    )
+
+    @field_validator("logo_url")
+    @classmethod
+    def _svg_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class Settings(BaseSettings):
     """Every knob of vochi-crm, with the environment variable that sets it."""
 
@@ -152,6 +186,10 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(
         default_factory=DatabaseSettings,
         description="Connection pool.",
+    )
+    retailcrm: RetailCrmSettings = Field(
+        default_factory=RetailCrmSettings,
+        description="Our integration module in RetailCRM and the connection test.",
     )
 
     @field_validator("public_base_url")

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from vochi_cli.commands import config, db, launchers, settings, units
+from vochi_cli.commands import (
+    config,
+    db,
+    events,
+    launchers,
+    register,
+    replay,
+    settings,
+    tail_logs,
+    test_connection,
+    units,
+)
 
 app = typer.Typer(
     name="vochi-crm",
@@ -22,6 +33,11 @@ app.add_typer(config.app, name="config")
 app.add_typer(units.app, name="units")
 app.add_typer(db.app, name="db")
 app.command("settings")(settings.show_settings)
+app.command("register")(register.register)
+app.command("test-connection")(test_connection.check_connection)
+app.add_typer(events.app, name="events")
+app.command("tail-logs")(tail_logs.tail_logs)
+app.command("replay-event")(replay.replay_event)
 launchers.register(app)
 
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from vochi_crm import __version__
 from vochi_crm.errors import FieldError, InvalidInput, VochiError
 from vochi_crm.runtime import Notice, open_runtime
 from vochi_crm.settings import Settings
 from vochi_daemon.routes import config, events, health
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings, *, notice: Notice | None = None) -> FastAPI:
@@ -38,6 +42,8 @@ def create_app(settings: Settings, *, notice: Notice | None = None) -> FastAPI:
     app.router.add_route("/api/events", events.post_event, methods=["POST"])
     app.include_router(health.router)
     app.include_router(config.router)
+    # the module logo RetailCRM shows (must be SVG) and, later, the admin UI's assets
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(VochiError, _core_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _document_raw_routes(app)

@@ -67,7 +67,8 @@ def test_daemon_recovers_after_its_listener_connection_is_killed(
         with psycopg.connect(database_url, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'vochi-crm-config-listener' AND datname = current_database()"
+                "WHERE application_name = 'vochi-crm-config-listener' "
+                "AND datname = current_database()"
             ).fetchone()
         assert killed is not None and killed[0] == 1
 

@@ -30,6 +30,9 @@ def const(value: float) -> Callable[[], float]:
     return lambda: value
 
 
+MIDDLE = const(0.5)
+
+
 def after(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
@@ -40,7 +43,7 @@ def fail(
     error: ErrorClass = ErrorClass.TRANSIENT,
     age: float = 1.0,
     live: bool = False,
-    rand: Callable[[], float] = const(0.5),
+    rand: Callable[[], float] = MIDDLE,
     **kw: Any,
 ) -> Any:
     return decide_after_failure(
@@ -180,9 +183,7 @@ def test_meaningless_retry_after_is_ignored(value: float | None) -> None:
 
 
 def test_live_event_before_attempt() -> None:
-    assert isinstance(
-        decide_before_attempt(created_at=T0, now=after(59.9), live=True), DeliverNow
-    )
+    assert isinstance(decide_before_attempt(created_at=T0, now=after(59.9), live=True), DeliverNow)
     decision = decide_before_attempt(created_at=T0, now=after(60), live=True)
     assert isinstance(decision, Expire) and decision.status == "expired"
 

@@ -21,8 +21,8 @@ import pytest
 
 from vochi_crm.pipeline import (
     CallEventRequest,
-    CallsUploadRequest,
     CallState,
+    CallsUploadRequest,
     PlannedRequest,
     SkipCode,
     plan_event,
@@ -30,21 +30,17 @@ from vochi_crm.pipeline import (
 
 
 def _scenarios_module() -> ModuleType:
-    """``tests/scenarios.py``, imported by path: ``tests`` is not a package on ``sys.path``."""
-    try:
-        from tests import scenarios  # type: ignore[import-not-found]
-    except ImportError:
-        name = "vochi_tests_scenarios"
-        if name in sys.modules:
-            return sys.modules[name]
+    """``tests/scenarios.py``, imported by file path: ``tests`` is not a package on ``sys.path``
+    (the unit tests run without a conftest or ``pythonpath`` setting)."""
+    name = "vochi_tests_scenarios"
+    if name not in sys.modules:
         path = Path(__file__).resolve().parents[1] / "scenarios.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[name] = module  # before exec: dataclasses look their module up
         spec.loader.exec_module(module)
-        return module
-    return scenarios  # type: ignore[no-any-return]
+    return sys.modules[name]
 
 
 S = _scenarios_module()
@@ -272,7 +268,9 @@ def test_loader_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert event.at == T0 + timedelta(seconds=1.5)
 
 
-def test_loader_rejects_unknown_placeholders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loader_rejects_unknown_placeholders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = {"events": [{"type": "dial", "delay_ms": 0, "data": {"Phone": "WILL_BE_REPLACED"}}]}
     (tmp_path / "bad.json").write_text(json.dumps(body), encoding="utf-8")
     monkeypatch.setenv(S.ENV_VAR, str(tmp_path))

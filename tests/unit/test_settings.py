@@ -35,6 +35,20 @@ ALL_NAMES = {
     "database.pool_min_size",
     "database.pool_max_size",
     "database.connect_timeout_seconds",
+    "retailcrm.module_code",
+    "retailcrm.module_name",
+    "retailcrm.logo_url",
+    "retailcrm.check_deadline_seconds",
+    "delivery.retailcrm_timeout_seconds",
+    "delivery.ring_ttl_seconds",
+    "delivery.max_age_hours",
+    "delivery.unit_concurrency",
+    "delivery.in_flight",
+    "delivery.rate_per_second",
+    "delivery.telephony_rate_per_second",
+    "delivery.lease_seconds",
+    "delivery.poll_seconds",
+    "delivery.pause_recheck_seconds",
 }
 
 

@@ -143,6 +143,11 @@ UPDATE retailcrm_events
 SET status = 'pending', leased_by = NULL, lease_until = NULL, updated_at = now()
 WHERE status = 'processing' AND lease_until < now()"""
 
+# Heartbeat: events still being worked on keep their lease (a rate-limit wait can be long).
+EVENTS_EXTEND_LEASES = """
+UPDATE retailcrm_events SET lease_until = now() + make_interval(secs => %(lease)s)
+WHERE id = ANY(%(ids)s) AND status = 'processing' AND leased_by = %(worker)s"""
+
 EVENTS_WAKE_UNIT = """
 UPDATE retailcrm_events SET next_attempt_at = now()
 WHERE enterprise_number = %(unit)s AND status = 'pending' AND next_attempt_at > now()"""
@@ -246,7 +251,7 @@ ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"""
 EVENTS_CHANGED_AFTER = f"""
 SELECT {_EVENT_COLUMNS} FROM retailcrm_events
 WHERE {_EVENT_CHANGE_FILTERS}
-  AND (%(after)s::timestamptz IS NULL OR updated_at >= %(after)s)
+  AND (updated_at, id) > (%(after)s::timestamptz, %(after_id)s::bigint)
 ORDER BY updated_at, id LIMIT %(limit)s"""
 
 UNITS_BY_NUMBERS = f"""
@@ -259,17 +264,25 @@ _REPLAY_FILTERS = """status = ANY(%(statuses)s::text[])
       AND (%(unit)s::text IS NULL OR enterprise_number = %(unit)s)
       AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s)
       AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s)"""
-# Which units the matching events belong to (their configs decide what may be replayed).
+# Which units the matching events belong to: their configs decide what may be replayed. Call
+# events need the integration enabled; module (de)registration events (``ungated``) only need
+# credentials: their delivery reads the config and decides (a disabled unit's module is
+# deactivated).
 REPLAY_UNITS = f"""
-SELECT enterprise_number, count(*) AS events, min(id) AS first_id
+SELECT enterprise_number,
+       count(*) FILTER (WHERE event_type <> ALL(%(ungated)s::text[])) AS gated,
+       count(*) FILTER (WHERE event_type = ANY(%(ungated)s::text[])) AS ungated
 FROM retailcrm_events
 WHERE {_REPLAY_FILTERS}
 GROUP BY enterprise_number ORDER BY enterprise_number"""
+_REPLAY_DELIVERABLE = """(enterprise_number = ANY(%(units_ok)s::text[])
+           OR (event_type = ANY(%(ungated)s::text[])
+               AND enterprise_number = ANY(%(units_configured)s::text[])))"""
 REPLAY_PREVIEW = f"""
 SELECT id, enterprise_number, call_unique_id, event_type, status AS previous_status,
        last_error AS previous_error
 FROM retailcrm_events
-WHERE {_REPLAY_FILTERS} AND enterprise_number = ANY(%(units_ok)s::text[])
+WHERE {_REPLAY_FILTERS} AND {_REPLAY_DELIVERABLE}
 ORDER BY id LIMIT %(limit)s"""
 # One statement per batch. SKIP LOCKED + the status condition (re-checked on the row's latest
 # version when a concurrent transaction changed it) mean two replays never requeue one row twice.
@@ -282,7 +295,7 @@ WITH picked AS (
     SELECT id, status AS previous_status, last_error AS previous_error
     FROM retailcrm_events
     WHERE {_REPLAY_FILTERS}
-      AND enterprise_number = ANY(%(units_ok)s::text[])
+      AND {_REPLAY_DELIVERABLE}
       AND id > %(after)s
     ORDER BY id
     LIMIT %(limit)s

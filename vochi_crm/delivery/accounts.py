@@ -53,6 +53,20 @@ class Alert:
         }
 
 
+RATE_MARGIN = 0.9
+"""RetailCRM counts requests in a sliding one-second window: a token bucket with a burst of one at
+90 % of the limit never puts more than the limit in any window, whatever our clocks disagree on."""
+
+
+def limits(settings: DeliverySettings) -> RateLimitConfig:
+    return RateLimitConfig(
+        general_rate=settings.rate_per_second * RATE_MARGIN,
+        telephony_rate=settings.telephony_rate_per_second * RATE_MARGIN,
+        general_burst=1.0,
+        telephony_burst=1.0,
+    )
+
+
 class Accounts:
     def __init__(self, settings: DeliverySettings) -> None:
         self._settings = settings
@@ -72,12 +86,7 @@ class Accounts:
                     config.api_key,
                     timeout=self._settings.retailcrm_timeout_seconds,
                 ),
-                limiter=AccountLimiter(
-                    RateLimitConfig(
-                        general_rate=self._settings.rate_per_second,
-                        telephony_rate=self._settings.telephony_rate_per_second,
-                    )
-                ),
+                limiter=AccountLimiter(limits(self._settings)),
             )
             self._accounts[key] = account
         return account

@@ -54,7 +54,8 @@ class Dispatcher:
         self.leader = False
         self._wake = asyncio.Event()
         self._results: asyncio.Queue[EventResult] = asyncio.Queue()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], int] = {}
+        """In-flight deliveries → their event ids (leases are renewed for these)."""
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -167,8 +168,8 @@ class Dispatcher:
 
     def _start(self, event: ClaimedEvent) -> None:
         task = asyncio.create_task(self._handle(event), name=f"deliver-{event.id}")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[task] = event.id
+        task.add_done_callback(lambda done: self._running.pop(done, None))
 
     async def _handle(self, event: ClaimedEvent) -> None:
         try:
@@ -199,8 +200,12 @@ class Dispatcher:
             self.wake()
 
     async def _reclaim_forever(self) -> None:
+        """Renew our leases, and take back events whose owner died (its lease ran out)."""
         while True:
             await asyncio.sleep(max(self._settings.lease_seconds / 4, 1.0))
+            await self.store.extend_leases(
+                list(self._running.values()), self._settings.lease_seconds
+            )
             reclaimed = await self.store.reclaim_expired_leases()
             if reclaimed:
                 log.warning(

@@ -142,6 +142,15 @@ class DeliveryStore:
                 # once per batch (never per row): wakes `vochi-crm tail-logs --follow`
                 await cur.execute(queries.JOURNAL_NOTIFY)
 
+    async def extend_leases(self, ids: Sequence[int], lease_seconds: float) -> None:
+        if not ids:
+            return
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                queries.EVENTS_EXTEND_LEASES,
+                {"ids": list(ids), "lease": lease_seconds, "worker": self.worker_id},
+            )
+
     async def reclaim_expired_leases(self) -> int:
         async with self._db.transaction() as conn:
             cur = await conn.execute(queries.EVENTS_RECLAIM)

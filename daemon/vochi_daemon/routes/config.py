@@ -58,6 +58,14 @@ async def delete_config(unit: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{unit}/test")
+async def test_connection(unit: str, request: Request) -> dict[str, Any]:
+    """Test the unit's RetailCRM connection (as ``vochi-crm test-connection``): 200 with every
+    check's status, detail and hint, ``"ok"`` true only when all pass; bounded to ~10 s.
+    404 for an unknown unit, 409 for a unit with no RetailCRM address and key."""
+    return (await runtime_of(request).test_connection(unit)).as_dict()
+
+
 def _view(unit: Unit) -> dict[str, Any]:
     return {"enterprise_number": unit.number, "retailcrm": unit.retailcrm.public()}
 

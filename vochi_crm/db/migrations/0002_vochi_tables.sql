@@ -46,3 +46,10 @@ CREATE INDEX IF NOT EXISTS retailcrm_events_due
     ON retailcrm_events (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS retailcrm_events_unit_time
     ON retailcrm_events (enterprise_number, received_at);
+-- tail-logs follows events by update time; replay selects failed/expired; show finds a call by id
+CREATE INDEX IF NOT EXISTS retailcrm_events_updated
+    ON retailcrm_events (updated_at);
+CREATE INDEX IF NOT EXISTS retailcrm_events_replayable
+    ON retailcrm_events (id) WHERE status IN ('failed', 'expired');
+CREATE INDEX IF NOT EXISTS retailcrm_events_call_id
+    ON retailcrm_events (call_unique_id);

@@ -1,0 +1,76 @@
+"""Registration's part in every config write: a ``clientId`` before, a queued module event after.
+
+:class:`ModuleRegistrar` is the :class:`~vochi_crm.config_service.WriteHook` the runtime plugs into
+``ConfigService``. It runs inside the write's transaction, so the queued ``register_module`` /
+``delete_module`` row commits (or rolls back) with the config itself — a save can neither lose its
+registration nor register something that was never saved — and the save never waits for RetailCRM:
+the daemon's dispatcher delivers the row (woken by ``NOTIFY retailcrm_events_ready``), retrying it
+by the same policy as call events.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from vochi_crm.db import queries
+from vochi_crm.db.database import Conn
+from vochi_crm.registration.module import (
+    MODULE_CALL_ID,
+    ModuleSite,
+    change_kind,
+    content_digest,
+    with_client_id,
+)
+from vochi_crm.retailcrm_config import RetailCrmConfig
+
+log = logging.getLogger(__name__)
+
+
+class ModuleRegistrar:
+    def __init__(self, site: ModuleSite) -> None:
+        self.site = site
+
+    def prepare(self, before: RetailCrmConfig, after: RetailCrmConfig) -> RetailCrmConfig:
+        """Generate the unit's ``clientId`` in the write that enables the integration (or in any
+        later write of an enabled config that still lacks one, e.g. from the original platform)."""
+        return with_client_id(after)
+
+    async def written(
+        self,
+        conn: Conn,
+        number: str,
+        before: RetailCrmConfig | None,
+        after: RetailCrmConfig | None,
+    ) -> None:
+        """Queue the module event this write calls for (``after`` is ``None``: config deleted)."""
+        kind = change_kind(before, after)
+        if kind is None:
+            return
+        basis = after if after is not None else before
+        assert basis is not None  # change_kind found a change, so one side exists
+        digest = content_digest(kind, number, basis, self.site)
+        cur = await conn.execute(
+            queries.MODULE_EVENT_QUEUE,
+            {
+                "unit": number,
+                "call": MODULE_CALL_ID,
+                "event_type": kind,
+                "digest": digest,
+                "dedup_key": f"{digest}.{secrets.token_hex(4)}",
+            },
+        )
+        row = await cur.fetchone()
+        if row is None:
+            log.info(
+                "%s for unit %s already queued", kind, number, extra={"action": f"{kind}_dedup"}
+            )
+            return
+        await conn.execute(queries.EVENTS_NOTIFY)
+        log.info(
+            "%s queued for unit %s (event %s)",
+            kind,
+            number,
+            row["id"],
+            extra={"action": f"{kind}_queued", "unit": number},
+        )
