@@ -26,13 +26,14 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("delivery: worker/dispatcher other", ("EventWorker.handle", "Dispatcher.")),
     ("ingest: group-commit writer", ("Ingest._write",)),
     ("ingest: event parsing", ("parse_event",)),
-    ("ingest: route + Starlette/FastAPI stack", ("post_event", "FastAPI.__call__")),
     ("uvicorn access log / logging", ("logging/__init__.py", "uvicorn/logging.py")),
-    ("uvicorn HTTP protocol", ("uvicorn/protocols",)),
+    ("uvicorn: sending the answer (socket write in C)", ("RequestResponseCycle.send",)),
+    ("ingest: route + Starlette/FastAPI middleware stack", ("post_event", "FastAPI.__call__")),
+    ("uvicorn HTTP protocol (parsing, tasks)", ("uvicorn/protocols",)),
     ("psycopg (other)", ("psycopg/",)),
     # stacks sampled without their task's root (py-spy --nonblocking): by library
     ("delivery: RetailCRM HTTP client (httpx)", ("httpx/", "httpcore/", "h11/", "anyio/")),
-    ("ingest: route + Starlette/FastAPI stack", ("starlette/", "fastapi/")),
+    ("ingest: route + Starlette/FastAPI middleware stack", ("starlette/", "fastapi/")),
     ("event loop (uvloop, in C)", ("Runner.run",)),
 ]
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:]*)(?::\d+)?\)$")
