@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 DEMO_UNIT = "demo"
 DEMO_UNIT_NAME = "Demo shop (vochi-crm demo)"
-DEMO_TOKEN = "375290000999"
+DEMO_TOKEN = "375290000999"  # noqa: S105 - an Asterisk unit token, not a secret
 """The demo unit's Asterisk ``Token`` (not the scenarios' ``375290000000``, which the README's
 example unit uses, so the two never share a token)."""
 DEMO_ACCOUNT = "demo"
@@ -128,7 +128,10 @@ class DeliverySummary:
     requests_error: int = 0
     queue_pending: int = 0
     in_flight: int = 0
+    dispatcher: bool = False
+    """The daemon runs delivery (its ``/stats`` has a ``delivery`` part)."""
     leader: bool = False
+    """This daemon delivers; another daemon on the same database may be the one that does."""
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     alerts: tuple[str, ...] = ()
@@ -144,8 +147,9 @@ class DeliverySummary:
 
     @property
     def idle(self) -> bool:
-        """Nothing of the unit waits or is being delivered (and a dispatcher is running)."""
-        return self.leader and self.queue_pending == 0 and self.in_flight == 0
+        """Nothing of the unit waits in the queue (read from the database, so true whichever
+        daemon delivers) and nothing is being delivered here."""
+        return self.dispatcher and self.queue_pending == 0 and self.in_flight == 0
 
 
 def summarize_stats(stats: Mapping[str, Any], unit: str = DEMO_UNIT) -> DeliverySummary:
@@ -177,6 +181,7 @@ def summarize_stats(stats: Mapping[str, Any], unit: str = DEMO_UNIT) -> Delivery
         requests_error=_int(counters.get("requests_error")),
         queue_pending=pending,
         in_flight=_int(delivery.get("in_flight")),
+        dispatcher=bool(delivery),
         leader=bool(delivery.get("leader")),
         latency_p50_ms=_float(latency.get("p50")),
         latency_p99_ms=_float(latency.get("p99")),

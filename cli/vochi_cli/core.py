@@ -5,7 +5,6 @@ Exit codes: 0 ok, 1 runtime failure (database down, conflict), 2 usage or valida
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -40,6 +39,8 @@ def guard(fn: Callable[[], T]) -> T:
 def with_runtime(use: Callable[[Runtime], Awaitable[T]], *, auto_migrate: bool = True) -> T:
     """Open the runtime, run ``use``, close. The embedded database (ours alone) is migrated
     on the way in; the platform's database only by ``db migrate`` or the daemon."""
+    import asyncio
+
     from vochi_crm.runtime import open_runtime
 
     resolved = settings()

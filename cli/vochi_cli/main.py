@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from vochi_cli.commands import (
+    completions,
     config,
     db,
+    demo,
     events,
     launchers,
     register,
@@ -39,6 +41,8 @@ app.add_typer(events.app, name="events")
 app.command("tail-logs")(tail_logs.tail_logs)
 app.command("replay-event")(replay.replay_event)
 launchers.register(app)
+app.command("demo")(demo.demo)
+app.command("completions")(completions.completions)
 
 
 def run() -> None:

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from vochi_crm.runtime import Runtime
     from vochi_crm.units import Unit
 
-app = typer.Typer(help="A unit's RetailCRM configuration.", no_args_is_help=True)
+app = typer.Typer(
+    help="A unit's RetailCRM configuration.\n\nExample: vochi-crm config show 0367",
+    no_args_is_help=True,
+)
 
 UnitArg = Annotated[str, typer.Argument(help="Unit number, e.g. 0367.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -45,7 +48,9 @@ def set_values(
         list[str],
         typer.Argument(
             help="KEY=VALUE pairs: api_url, api_key (api_key=- reads it from stdin), enabled, "
-            "client_id.",
+            "client_id; PBX: redirect_enabled, redirect_context (default inoffice), "
+            "fallback_extension, lookup_deadline_ms, originate_context (default web-originate), "
+            "outbound_context (default inoffice); an empty value resets a PBX key.",
             show_default=False,
         ),
     ],

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from vochi_crm.db.migrations import Migration
     from vochi_crm.runtime import Runtime
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(help="Database schema.\n\nExample: vochi-crm db migrate", no_args_is_help=True)
 
 
 @app.command()

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from vochi_crm.journal import CallStory, EventRecord
     from vochi_crm.runtime import Runtime
 
-app = typer.Typer(help="The event queue: list events, show one call's story.", no_args_is_help=True)
+app = typer.Typer(
+    help="The event queue: list events, show one call's story.\n\n"
+    "Example: vochi-crm events list --unit 0367 --status failed",
+    no_args_is_help=True,
+)
 
 UnitOpt = Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit, e.g. 0367.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from vochi_crm.runtime import Runtime
     from vochi_crm.units import Unit
 
-app = typer.Typer(help="Units (enterprises) of the platform.", no_args_is_help=True)
+app = typer.Typer(
+    help="Units (enterprises) of the platform.\n\nExample: vochi-crm units list",
+    no_args_is_help=True,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

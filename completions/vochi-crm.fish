@@ -1,0 +1,1 @@
+complete --command vochi-crm --no-files --arguments "(env _VOCHI_CRM_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) vochi-crm)" --condition "env _VOCHI_CRM_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) vochi-crm"
