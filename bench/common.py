@@ -206,7 +206,7 @@ def commit_latency(database_url: str, count: int = 400, max_seconds: float = 8.0
 
 def count_rows(database_url: str, query: str, params: Sequence[Any] = ()) -> Any:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query, params).fetchone()
         return row[0] if row else None
 
 
@@ -311,7 +311,7 @@ def sim_accounts(sim_url: str, count: int, *, rate_limits: bool = True) -> None:
     ]
     with httpx.Client(base_url=sim_url, timeout=10) as http:
         for i in range(1, count + 1):
-            body = {
+            body: dict[str, Any] = {
                 "account": account_name(i),
                 "api_key": api_key(i),
                 "users": [

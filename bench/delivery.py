@@ -91,6 +91,7 @@ def wire_requests(call_id: str) -> list[tuple[str, bytes]]:
         plan = plan_event(event_type, payload, MAPPING, state, received_at=datetime.now())
         state = plan.state
         for request in plan.requests:
+            value: Any
             if isinstance(request, CallEventRequest):
                 field, value = "event", request.event
             else:
@@ -194,7 +195,7 @@ def queue_figures(database_url: str, prefix: str) -> dict[str, Any]:
     """Throughput and lag of this run's events, from the queue table itself."""
     like = (prefix + "%",)
     with psycopg.connect(database_url) as conn:
-        by_status = dict(
+        by_status: dict[str, int] = dict(
             conn.execute(
                 "SELECT status, count(*) FROM retailcrm_events WHERE call_unique_id LIKE %s "
                 "GROUP BY status",

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from common import (
     BENCH,
@@ -156,6 +157,13 @@ def measured_cpu(pids: Callable[[], list[int]], into: dict[str, Any], key: str) 
     into[key] = {"cpu_s": round(used, 2), "share": f"{used / (time.monotonic() - t0):.0%}"}
 
 
+def batches(svc: Service) -> int:
+    """Group commits the daemon's ingest writer has made so far (``/stats``); 0 for the baseline."""
+    with contextlib.suppress(httpx.HTTPError, KeyError, TypeError, ValueError):
+        return int(httpx.get(svc.url + "/stats", timeout=5).json()["ingest"]["batches"])
+    return 0
+
+
 def bench_server(
     name: str, svc: Service, args: argparse.Namespace, round_no: int, profile: Path | None
 ) -> dict[str, Any]:
@@ -165,7 +173,11 @@ def bench_server(
     if name.startswith("daemon"):
         result["db_commit_latency"] = commit_latency(args.database_url)
     time.sleep(1)
+    before = batches(svc)
     with (
+        py_spy(
+            svc.pid, profile and profile.with_suffix(".fixed-rate.txt"), int(args.rate_seconds) + 10
+        ),
         measured_cpu(lambda: [svc.pid], result, "server_cpu_fixed_rate"),
         measured_cpu(postgres_pids, result, "postgres_cpu_fixed_rate"),
     ):
@@ -173,9 +185,16 @@ def bench_server(
             open_loop(svc.url, f"rate-{prefix}", args.units, args.rate, args.rate_seconds,
                       args.rate_connections)
         )  # fmt: skip
+    if commits := batches(svc) - before:
+        result["fixed_rate"]["events_per_commit"] = round(
+            args.rate * args.rate_seconds / commits, 1
+        )
     time.sleep(1)
+    before = batches(svc)
     with (
-        py_spy(svc.pid, profile, int(args.duration) + 10),
+        py_spy(
+            svc.pid, profile and profile.with_suffix(".saturation.txt"), int(args.duration) + 10
+        ),
         measured_cpu(lambda: [svc.pid], result, "server_cpu_saturation"),
         measured_cpu(postgres_pids, result, "postgres_cpu_saturation"),
     ):
@@ -183,6 +202,8 @@ def bench_server(
             svc.url, f"sat-{prefix}", args.units, args.threads, args.connections, args.duration
         )
     served = sum(result["saturation"]["statuses"].values())
+    if commits := batches(svc) - before:
+        result["saturation"]["events_per_commit"] = round(served / commits, 1)
     for who in ("server", "postgres"):
         cpu = result[f"{who}_cpu_saturation"]["cpu_s"]
         result[f"{who}_cpu_us_per_request"] = round(cpu / served * 1e6, 1)
@@ -235,7 +256,11 @@ def main() -> None:
         action="store_true",
         help="also measure both servers at log level warning (no uvicorn access log)",
     )
-    parser.add_argument("--profile", type=Path, help="py-spy the daemon's saturation run here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the daemon (round 1) into PROFILE.fixed-rate.txt and PROFILE.saturation.txt",
+    )
     args = parser.parse_args()
 
     baseline_py = [sys.executable, str(BENCH / "baseline_app.py")]

@@ -14,9 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+import psycopg
+
 from vochi_crm.aio import cancel_and_wait
 from vochi_crm.db import queries
-from vochi_crm.db.database import Database
+from vochi_crm.db.database import Conn, Database
 from vochi_crm.errors import NotFound, StorageUnavailable
 from vochi_crm.events import IncomingEvent
 from vochi_crm.units import Unit
@@ -58,6 +60,7 @@ class Ingest:
         self._db = db
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._conn: Conn | None = None
         self.batches = 0
         self.accepted = 0
         self.duplicates = 0
@@ -68,6 +71,8 @@ class Ingest:
     async def stop(self) -> None:
         if self._writer is not None:
             await cancel_and_wait([self._writer])
+        if self._conn is not None:
+            await self._conn.close()
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():
@@ -111,6 +116,12 @@ class Ingest:
                     if not item.future.done():
                         item.future.set_exception(error)
 
+    async def _connection(self) -> Conn:
+        """The writer's own autocommit connection: each batch is one statement, one round trip."""
+        if self._conn is None or self._conn.closed:
+            self._conn = await self._db.direct("ingest")
+        return self._conn
+
     async def _write(self, batch: list[_Pending]) -> None:
         params = {
             "units": [p.unit for p in batch],
@@ -119,16 +130,17 @@ class Ingest:
             "keys": [p.event.dedup_key for p in batch],
             "payloads": [json.dumps(p.event.payload) for p in batch],
         }
-        async with self._db.transaction() as conn:
+        conn = await self._connection()
+        try:
             cur = await conn.execute(queries.EVENTS_INSERT, params)
-            inserted = {
-                (r["enterprise_number"], r["call_unique_id"], r["event_type"], r["dedup_key"]): r[
-                    "id"
-                ]
-                for r in await cur.fetchall()
-            }
-            if inserted:
-                await conn.execute(queries.EVENTS_NOTIFY)
+            rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            await conn.close()  # the next batch reconnects
+            raise StorageUnavailable(f"could not store events: {type(exc).__name__}") from None
+        inserted = {
+            (r["enterprise_number"], r["call_unique_id"], r["event_type"], r["dedup_key"]): r["id"]
+            for r in rows
+        }
         self.batches += 1
         for item in batch:
             key = (item.unit, item.event.unique_id, item.event.event_type, item.event.dedup_key)
