@@ -86,13 +86,19 @@ LIMIT 1"""
 
 EVENTS_CHANNEL = "retailcrm_events_ready"
 
-# One statement per batch; a row that conflicts (a retransmission) is not returned.
-EVENTS_INSERT = """
-INSERT INTO retailcrm_events (enterprise_number, call_unique_id, event_type, dedup_key, payload)
-SELECT * FROM unnest(%(units)s::text[], %(calls)s::text[], %(types)s::text[],
-                     %(keys)s::text[], %(payloads)s::jsonb[])
-ON CONFLICT (enterprise_number, call_unique_id, event_type, dedup_key) DO NOTHING
-RETURNING id, enterprise_number, call_unique_id, event_type, dedup_key"""
+# One autocommit statement (one round trip, one COMMIT) per batch: the insert, and one wake-up
+# for the dispatcher when anything new was stored (the uncorrelated subquery runs once, and only
+# when a row comes out). A row that conflicts (a retransmission) is not returned.
+EVENTS_INSERT = f"""
+WITH inserted AS (
+    INSERT INTO retailcrm_events
+        (enterprise_number, call_unique_id, event_type, dedup_key, payload)
+    SELECT * FROM unnest(%(units)s::text[], %(calls)s::text[], %(types)s::text[],
+                         %(keys)s::text[], %(payloads)s::jsonb[])
+    ON CONFLICT (enterprise_number, call_unique_id, event_type, dedup_key) DO NOTHING
+    RETURNING id, enterprise_number, call_unique_id, event_type, dedup_key)
+SELECT inserted.*, (SELECT pg_notify('{EVENTS_CHANNEL}', '')::text) AS woke
+FROM inserted"""
 EVENTS_NOTIFY = f"SELECT pg_notify('{EVENTS_CHANNEL}', '')"
 
 # -- delivery ------------------------------------------------------------------------------------
@@ -307,3 +313,65 @@ FROM picked
 WHERE e.id = picked.id
 RETURNING e.id, e.enterprise_number, e.call_unique_id, e.event_type, picked.previous_status,
           picked.previous_error"""
+
+# -- admin web UI: sessions and the journal views (vochi_crm.admin_auth, vochi_crm.admin_views) ---
+
+ADMIN_SESSION_INSERT = """
+INSERT INTO vochi_admin_sessions (id_hash, enterprise_number, super, subject, csrf_token,
+                                  expires_at)
+VALUES (%(id_hash)s, %(unit)s, %(super)s, %(subject)s, %(csrf)s,
+        now() + make_interval(secs => %(ttl)s))
+RETURNING id_hash, enterprise_number, super, subject, csrf_token, created_at, expires_at"""
+ADMIN_SESSION_GET = """
+SELECT id_hash, enterprise_number, super, subject, csrf_token, created_at, expires_at
+FROM vochi_admin_sessions WHERE id_hash = %(id_hash)s AND expires_at > now()"""
+ADMIN_SESSION_DELETE = "DELETE FROM vochi_admin_sessions WHERE id_hash = %(id_hash)s"
+ADMIN_SESSIONS_PURGE = "DELETE FROM vochi_admin_sessions WHERE expires_at <= now()"
+
+# The admin journal: a unit's events with the phone and extensions of their payload; the filters
+# are bound parameters with IS NULL guards, like the journal's.
+ADMIN_EVENTS = """
+SELECT id, enterprise_number, call_unique_id, event_type, status, attempts, progress,
+       next_attempt_at, last_error, received_at, updated_at, delivered_at,
+       COALESCE(payload ->> 'Phone', payload ->> 'CallerIDNum') AS phone,
+       CASE WHEN jsonb_typeof(payload -> 'Extensions') = 'array'
+            THEN payload -> 'Extensions' END AS extensions
+FROM retailcrm_events
+WHERE enterprise_number = %(unit)s
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(call)s::text IS NULL OR call_unique_id = %(call)s)
+  AND (%(phone)s::text IS NULL OR strpos(COALESCE(payload ->> 'Phone', '') || ' '
+       || COALESCE(payload ->> 'CallerIDNum', ''), %(phone)s) > 0)
+  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s)
+ORDER BY id DESC
+LIMIT %(limit)s"""
+ADMIN_REQUESTS = """
+SELECT id, enterprise_number, event_type, call_unique_id, phone_number, internal_extension,
+       status, error_message, response_time_ms, created_at, NULL::jsonb AS request_data,
+       NULL::jsonb AS response_data
+FROM integration_logs
+WHERE integration_type = 'retailcrm' AND enterprise_number = %(unit)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(call)s::text IS NULL OR call_unique_id = %(call)s)
+  AND (%(phone)s::text IS NULL OR strpos(COALESCE(phone_number, ''), %(phone)s) > 0)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+ORDER BY id DESC
+LIMIT %(limit)s"""
+ADMIN_EVENT_UNITS = """
+SELECT id, enterprise_number FROM retailcrm_events WHERE id = ANY(%(ids)s::bigint[])"""
+# The unit's extensions: the platform's user_internal_phones where that table exists, the ones
+# seen in the unit's recent events.
+ADMIN_HAS_PLATFORM_PHONES = "SELECT to_regclass('user_internal_phones') IS NOT NULL AS present"
+ADMIN_PLATFORM_PHONES = """
+SELECT DISTINCT phone_number::text AS extension FROM user_internal_phones
+WHERE enterprise_number = %(unit)s AND phone_number IS NOT NULL LIMIT 1000"""
+ADMIN_SEEN_EXTENSIONS = """
+SELECT DISTINCT ext AS extension FROM (
+    SELECT payload FROM retailcrm_events
+    WHERE enterprise_number = %(unit)s ORDER BY id DESC LIMIT 5000) recent,
+    LATERAL jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(recent.payload -> 'Extensions') = 'array'
+             THEN recent.payload -> 'Extensions' ELSE '[]'::jsonb END) AS ext
+LIMIT 1000"""
