@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_JWT_SECRET = "test-only-admin-jwt-secret-0123456789abcdef"  # a test fixture, not a secret
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -114,6 +115,8 @@ def env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         if key.startswith("VOCHI_") and key != "VOCHI_TEST_DATABASE_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("VOCHI_DATABASE_URL", database_url)
+    # the admin UI and /api/config accept tokens signed with this (tests/admin_helpers.py)
+    monkeypatch.setenv("VOCHI_ADMIN__JWT_SECRET", TEST_JWT_SECRET)
     return {**os.environ, "VOCHI_DATABASE_URL": database_url}
 
 

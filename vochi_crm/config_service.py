@@ -22,6 +22,7 @@ from vochi_crm.retailcrm_config import (
     change_from_values,
     to_stored,
 )
+from vochi_crm.secretbox import SecretBox
 from vochi_crm.units import Unit, fetch_unit, unit_from_row
 
 EXPORT_FORMAT = "vochi-crm-config/1"
@@ -47,8 +48,12 @@ class WriteHook(Protocol):
 
 
 class ConfigService:
-    def __init__(self, db: Database, write_hook: WriteHook | None = None) -> None:
+    def __init__(
+        self, db: Database, write_hook: WriteHook | None = None, box: SecretBox | None = None
+    ) -> None:
         self._db = db
+        self._box = box if box is not None else SecretBox(None)
+        """Seals the API key on every write (plaintext when no VOCHI_SECRET_KEY is set)."""
         self.write_hook = write_hook
         """Runs inside every write's transaction (``after`` is ``None`` for a delete)."""
         self.on_committed: Callable[[str], None] | None = None
@@ -62,7 +67,7 @@ class ConfigService:
 
     async def get(self, number: str) -> Unit:
         async with self._db.connection() as conn:
-            return await fetch_unit(conn, number)
+            return await fetch_unit(conn, number, self._box)
 
     async def update(self, number: str, change: ConfigChange) -> Unit:
         async with self._db.transaction() as conn:
@@ -73,7 +78,7 @@ class ConfigService:
     async def delete(self, number: str) -> None:
         """Remove our key entirely (the platform's "delete integration")."""
         async with self._db.transaction() as conn:
-            before = await fetch_unit(conn, number)  # raises NotFound for an unknown unit
+            before = await fetch_unit(conn, number, self._box)  # NotFound for an unknown unit
             cur = await conn.execute(queries.CONFIG_DELETE, {"number": number})
             if await cur.fetchone() is not None and self.write_hook is not None:
                 await self.write_hook.written(conn, number, before.retailcrm, None)
@@ -85,10 +90,10 @@ class ConfigService:
     ) -> dict[str, Any]:
         async with self._db.connection() as conn:
             if numbers:
-                units = [await fetch_unit(conn, n) for n in numbers]
+                units = [await fetch_unit(conn, n, self._box) for n in numbers]
             else:
                 cur = await conn.execute(queries.UNITS_LIST)
-                units = [unit_from_row(row) for row in await cur.fetchall()]
+                units = [unit_from_row(row, self._box) for row in await cur.fetchall()]
         records = []
         for unit in units:
             if unit.stored_retailcrm is None:
@@ -97,6 +102,7 @@ class ConfigService:
                 "enabled": unit.retailcrm.enabled,
                 "api_url": unit.retailcrm.api_url,
                 "user_mappings": dict(sorted(unit.retailcrm.user_mappings.items())),
+                **unit.retailcrm.pbx_settings(),
             }
             if include_secrets:
                 body.update({k: getattr(unit.retailcrm, k) for k in _SECRET_KEYS})
@@ -125,11 +131,13 @@ class ConfigService:
     async def _update(self, conn: Conn, number: str, change: ConfigChange) -> Unit:
         for _ in range(_CAS_ATTEMPTS):
             async with conn.transaction():
-                unit = await fetch_unit(conn, number)
+                unit = await fetch_unit(conn, number, self._box)
                 config = apply_change(unit.retailcrm, change)
                 if self.write_hook is not None:
                     config = self.write_hook.prepare(unit.retailcrm, config)
-                stored = to_stored(config, unit.stored_retailcrm)
+                stored = self._box.seal_stored(
+                    to_stored(config, unit.stored_retailcrm), unit.stored_retailcrm, number
+                )
                 cur = await conn.execute(
                     queries.CONFIG_WRITE,
                     {
@@ -142,7 +150,7 @@ class ConfigService:
                 )
                 if await cur.fetchone() is not None:
                     await _notify(conn, number)
-                    written = await fetch_unit(conn, number)
+                    written = await fetch_unit(conn, number, self._box)
                     if self.write_hook is not None:
                         await self.write_hook.written(
                             conn, number, unit.retailcrm, written.retailcrm

@@ -15,10 +15,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from vochi_crm.asterisk import CONTEXT, validate_context
 from vochi_crm.errors import FieldError, InvalidInput
 from vochi_crm.masking import mask_secret
 
 EXTENSION = re.compile(r"^[0-9]{2,5}$")
+PBX_KEYS = (
+    "redirect_enabled",
+    "redirect_context",
+    "fallback_extension",
+    "lookup_deadline_ms",
+    "originate_context",
+    "outbound_context",
+)
+"""PBX keys (smart redirect, click-to-call): absent means the default (redirect off, contexts
+``inoffice`` / ``web-originate`` / ``inoffice``, no fallback, the global lookup deadline)."""
 KNOWN_KEYS = frozenset(
     {
         "enabled",
@@ -29,9 +40,11 @@ KNOWN_KEYS = frozenset(
         "user_extensions",
         "client_id",
         "last_sync",
+        *PBX_KEYS,
     }
 )
-SETTABLE = ("api_url", "api_key", "enabled", "client_id")
+SETTABLE = ("api_url", "api_key", "enabled", "client_id", *PBX_KEYS)
+DEADLINE_MS_RANGE = (50, 10000)
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -44,10 +57,21 @@ class RetailCrmConfig:
     user_mappings: Mapping[str, int] = field(default_factory=dict)
     client_id: str | None = field(default=None, repr=False)
     last_sync: str | None = None
+    redirect_enabled: bool = False
+    redirect_context: str | None = None
+    fallback_extension: str | None = None
+    lookup_deadline_ms: int | None = None
+    originate_context: str | None = None
+    outbound_context: str | None = None
 
     @property
     def configured(self) -> bool:
         return bool(self.api_url and self.api_key)
+
+    def pbx_settings(self) -> dict[str, Any]:
+        """The PBX keys that are set (redirect on, a context, a fallback, a deadline)."""
+        values = {key: getattr(self, key) for key in PBX_KEYS}
+        return {k: v for k, v in values.items() if v is not None and v is not False}
 
     def public(self) -> dict[str, Any]:
         """The config as it may be shown anywhere: the API key masked to its last 4 characters."""
@@ -58,6 +82,7 @@ class RetailCrmConfig:
             "user_mappings": dict(sorted(self.user_mappings.items())),
             "client_id": mask_secret(self.client_id),
             "last_sync": self.last_sync,
+            **self.pbx_settings(),
         }
 
 
@@ -72,6 +97,8 @@ class ConfigChange:
     map: Mapping[str, int] = field(default_factory=dict)
     unmap: tuple[str, ...] = ()
     replace_mappings: Mapping[str, int] | None = None
+    pbx: Mapping[str, Any] = field(default_factory=dict)
+    """Validated PBX keys to change; a ``None`` value resets one to its default."""
 
     @property
     def empty(self) -> bool:
@@ -96,7 +123,28 @@ def read_stored(raw: Mapping[str, Any] | None) -> RetailCrmConfig:
         user_mappings=_stored_mapping(raw),
         client_id=raw.get("client_id") if isinstance(raw.get("client_id"), str) else None,
         last_sync=str(raw["last_sync"]) if raw.get("last_sync") is not None else None,
+        **_stored_pbx(raw),
     )
+
+
+def _stored_pbx(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The PBX keys as stored; a value that does not validate is ignored (the default applies)."""
+    values: dict[str, Any] = {
+        "redirect_enabled": bool(_as_bool(raw.get("redirect_enabled"), default=False))
+    }
+    for key in ("redirect_context", "originate_context", "outbound_context"):
+        value = raw.get(key)
+        values[key] = value if isinstance(value, str) and CONTEXT.fullmatch(value) else None
+    fallback = raw.get("fallback_extension")
+    fallback = str(fallback) if isinstance(fallback, str | int) else None
+    values["fallback_extension"] = (
+        fallback if fallback is not None and EXTENSION.fullmatch(fallback) else None
+    )
+    deadline = _as_int(raw.get("lookup_deadline_ms"))
+    low, high = DEADLINE_MS_RANGE
+    in_range = deadline is not None and low <= deadline <= high
+    values["lookup_deadline_ms"] = deadline if in_range else None
+    return values
 
 
 def _stored_mapping(raw: Mapping[str, Any]) -> dict[str, int]:
@@ -145,13 +193,24 @@ def apply_change(config: RetailCrmConfig, change: ConfigChange) -> RetailCrmConf
         api_key=config.api_key if change.api_key is None else change.api_key,
         client_id=config.client_id if change.client_id is None else change.client_id,
         user_mappings=mappings,
+        **_pbx_values(change.pbx),
     )
+    fallback = change.pbx.get("fallback_extension")
+    if fallback is not None and fallback not in result.user_mappings:
+        raise InvalidInput.one(
+            "fallback_extension", f"{fallback} is not a mapped extension of this unit"
+        )
     if change.enabled and not result.configured:
         missing = [name for name in ("api_url", "api_key") if not getattr(result, name)]
         raise InvalidInput(
             [FieldError(name, "is required to enable the integration") for name in missing]
         )
     return result
+
+
+def _pbx_values(pbx: Mapping[str, Any]) -> dict[str, Any]:
+    """``redirect_enabled`` reset (``None``) means off; the other keys reset to ``None``."""
+    return {k: (False if k == "redirect_enabled" and v is None else v) for k, v in pbx.items()}
 
 
 def to_stored(config: RetailCrmConfig, previous: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -161,6 +220,8 @@ def to_stored(config: RetailCrmConfig, previous: Mapping[str, Any] | None) -> di
     _put(stored, "api_url", config.api_url)
     _put(stored, "api_key", config.api_key)
     _put(stored, "client_id", config.client_id)
+    for key in PBX_KEYS:
+        _put(stored, key, getattr(config, key) or None)
     stored["user_mappings"] = dict(sorted(config.user_mappings.items()))
     if "domain" in stored:
         stored["domain"] = config.api_url
@@ -250,9 +311,16 @@ def change_from_values(values: Mapping[str, object]) -> ConfigChange:
         "enabled": parse_bool,
         "client_id": validate_api_key,
     }
+    pbx: dict[str, Any] = {}
     for key, value in values.items():
         if value is None:
             continue  # null = leave as it is
+        if key in PBX_KEYS:
+            try:
+                pbx[key] = validate_pbx_value(key, value)
+            except InvalidInput as exc:
+                errors.extend(exc.fields)
+            continue
         if key in ("user_mappings",):
             try:
                 kwargs["replace_mappings"] = validate_mappings(value)
@@ -274,7 +342,28 @@ def change_from_values(values: Mapping[str, object]) -> ConfigChange:
             errors.extend(exc.fields)
     if errors:
         raise InvalidInput(errors)
-    return ConfigChange(**kwargs)
+    return ConfigChange(**kwargs, pbx=pbx)
+
+
+def validate_pbx_value(key: str, value: object) -> object:
+    """One PBX key's new value; an empty string resets it to the default (``None``)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    if key == "redirect_enabled":
+        return parse_bool(value, key)
+    if key == "fallback_extension":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise InvalidInput.one(key, "must be an extension")
+        return validate_extension(value, key)
+    if key == "lookup_deadline_ms":
+        number = _as_int(value)
+        low, high = DEADLINE_MS_RANGE
+        if number is None or not low <= number <= high:
+            raise InvalidInput.one(key, f"must be a whole number of milliseconds, {low}–{high}")
+        return number
+    return validate_context(value, key)
 
 
 def validate_mappings(value: object, field_name: str = "user_mappings") -> dict[str, int]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from vochi_crm.aio import cancel_and_wait
 from vochi_crm.cache import SnapshotCache
+from vochi_crm.click_to_call import Callbacks
 from vochi_crm.config_service import ConfigService
 from vochi_crm.connection_check import ConnectionCheck, ConnectionReport
 from vochi_crm.db import queries
@@ -28,11 +29,15 @@ from vochi_crm.delivery.dispatcher import Dispatcher
 from vochi_crm.errors import NotFound, StorageUnavailable
 from vochi_crm.events import IncomingEvent
 from vochi_crm.ingest import Ingest, unknown_unit
+from vochi_crm.journal_writer import JournalWriter
 from vochi_crm.registration.delivery import ModuleDelivery
 from vochi_crm.registration.hook import ModuleRegistrar
 from vochi_crm.registration.module import ModuleSite
 from vochi_crm.registration.service import RegistrationOutcome, RegistrationService
+from vochi_crm.secretbox import SecretBox
 from vochi_crm.settings import Settings
+from vochi_crm.smart_redirect import SmartRedirect
+from vochi_crm.ssh import PbxRunner, SshPool
 from vochi_crm.units import Unit, UnitService
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,10 @@ class Runtime:
     listener: NotificationListener | None = None
     ingest: Ingest | None = None
     dispatcher: Dispatcher | None = None
+    ssh: SshPool | None = None
+    journal_writer: JournalWriter | None = None
+    smart_redirect: SmartRedirect | None = None
+    callbacks: Callbacks | None = None
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -91,6 +100,26 @@ class Runtime:
             deadline=self.settings.retailcrm.check_deadline_seconds,
         )
         return await check.run(number)
+
+    async def stats(self) -> dict[str, Any]:
+        """Everything ``/stats`` shows; secrets never appear in it."""
+        ingest = self.ingest
+        return {
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "config_cache": self.config_cache.stats() if self.config_cache else None,
+            "listener": self.listener.status.__dict__ if self.listener else None,
+            "ingest": {
+                "accepted": ingest.accepted,
+                "duplicates": ingest.duplicates,
+                "batches": ingest.batches,
+            }
+            if ingest
+            else None,
+            "delivery": await self.dispatcher.stats() if self.dispatcher else None,
+            "smart_redirect": self.smart_redirect.stats() if self.smart_redirect else None,
+            "ssh": self.ssh.stats() if self.ssh else None,
+            "journal_writer": self.journal_writer.stats() if self.journal_writer else None,
+        }
 
     async def cached_unit(self, number: str) -> Unit:
         """A unit's config through the cache (daemon mode), straight from the database otherwise."""
@@ -158,10 +187,12 @@ class Runtime:
             tokens.invalidate_all()  # token entries are keyed by token, not by number
             if self.dispatcher is not None:
                 self._spawn(self.dispatcher.unit_changed(number), f"unit-changed-{number}")
+            self._forget_pbx(number)
 
         def forget_everything() -> None:
             cache.invalidate_all()
             tokens.invalidate_all()
+            self._forget_pbx(None)
 
         async def on_notify(channel: str, payload: dict[str, Any]) -> None:
             number = payload.get("enterprise_number")
@@ -203,6 +234,42 @@ class Runtime:
         )
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
 
+    def start_pbx(self) -> None:
+        """Smart redirect and RetailCRM's callbacks, over the SSH pool to the units' PBXes."""
+        self.ssh = SshPool(self.settings.ssh)
+        self.journal_writer = JournalWriter(self.db)
+        self.journal_writer.start()
+        pbx = PbxRunner(self.ssh)
+        journal = self.journal_writer
+        self.smart_redirect = SmartRedirect(self.settings, self.resolve_unit, journal, pbx)
+        self.callbacks = Callbacks(self.settings, self.units.list, self.cached_unit, journal, pbx)
+        self._tasks.append(asyncio.create_task(self.ssh.run_janitor(), name="ssh-janitor"))
+        sweeper = self.smart_redirect.run_sweeper()
+        self._tasks.append(asyncio.create_task(sweeper, name="smart-redirect-sweeper"))
+
+    async def resolve_unit(self, number: str | None, token: str | None) -> Unit:
+        """A unit by number, else by Asterisk token, through the caches (NotFound if none)."""
+        if number is not None:
+            return await self.cached_unit(number)
+        unit = await self._cached(self.token_cache, token or "", self.units.by_token)
+        if unit is None:
+            raise NotFound(f"no unit has the token {token!r}")
+        return unit
+
+    def _forget_pbx(self, number: str | None) -> None:
+        for service in (self.smart_redirect, self.callbacks):
+            if service is not None:
+                service.forget(number)
+
+    async def _close_pbx(self) -> None:
+        for service in (self.smart_redirect, self.callbacks):
+            if service is not None:
+                await service.aclose()  # lets running redirects/originates finish (bounded)
+        if self.journal_writer is not None:
+            await self.journal_writer.stop()
+        if self.ssh is not None:
+            await self.ssh.aclose()
+
     async def _unit_or_none_cached(self, number: str) -> Unit | None:
         return await self._cached(self.config_cache, number, self._unit_or_none)
 
@@ -217,6 +284,7 @@ class Runtime:
     async def aclose(self) -> None:
         if self.ingest is not None:
             await self.ingest.stop()
+        await self._close_pbx()
         await cancel_and_wait([*self._tasks, *self._background])
         self._tasks.clear()
         await self.db.close()
@@ -247,8 +315,15 @@ async def open_runtime(
         max_size=settings.database.pool_max_size if daemon else 2,
         timeout=settings.database.connect_timeout_seconds,
     )
-    configs = ConfigService(db, ModuleRegistrar(ModuleSite.from_settings(settings)))
-    runtime = Runtime(settings, db, UnitService(db), configs, embedded=embedded)
+    box = SecretBox.from_settings(settings)
+    if daemon and not box.enabled:
+        log.warning(
+            "VOCHI_SECRET_KEY is not set: RetailCRM API keys are stored in plaintext "
+            "(set it, then run vochi-crm secrets rotate to encrypt the stored ones)",
+            extra={"action": "secrets_plaintext"},
+        )
+    configs = ConfigService(db, ModuleRegistrar(ModuleSite.from_settings(settings)), box)
+    runtime = Runtime(settings, db, UnitService(db, box), configs, embedded=embedded)
     try:
         await db.open()
         if migrate:
@@ -257,6 +332,7 @@ async def open_runtime(
             await runtime.start_cache()
             runtime.start_ingest()
             runtime.start_delivery()
+            runtime.start_pbx()
         yield runtime
     finally:
         await runtime.aclose()

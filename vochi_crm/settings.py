@@ -6,11 +6,13 @@ Environment variables use the ``VOCHI_`` prefix; nested groups use a double unde
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -27,6 +29,7 @@ from vochi_crm.errors import FieldError, InvalidInput
 from vochi_crm.masking import mask_dsn, mask_secret
 
 ENV_PREFIX = "VOCHI_"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NESTED_DELIMITER = "__"
 
 
@@ -38,6 +41,30 @@ class DaemonSettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the daemon."
     )
+    trusted_proxies: str = Field(
+        "127.0.0.1",
+        description="Comma-separated addresses or networks of reverse proxies (nginx) whose "
+        "X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and X-Forwarded-Prefix headers are "
+        "believed; from any other peer they are ignored. Empty: trust no proxy.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.trusted_proxies.split(",")
+            if item.strip()
+        )
 
 
 class CacheSettings(BaseModel):
@@ -148,6 +175,115 @@ class RetailCrmSettings(BaseModel):
         return value
 
 
+class SshSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_path: Path | None = Field(
+        None,
+        description="Private key for SSH to the units' PBXes (key authentication only; there "
+        "is no password setting). Unset: the user's default keys (~/.ssh/id_ed25519, …).",
+    )
+    known_hosts: Path | None = Field(
+        None,
+        description="known_hosts file the PBX host keys are verified against "
+        "(entries as [host]:port for ports other than 22). Unset: ~/.ssh/known_hosts.",
+    )
+    insecure_no_host_key_check: bool = Field(
+        False,
+        description="Labs only: accept any PBX host key. Logged as a warning at start and on "
+        "every new connection.",
+    )
+    connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Upper bound of opening one SSH connection (incl. login)."
+    )
+    command_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Upper bound of one command on a PBX (asterisk -rx …)."
+    )
+    keepalive_seconds: float = Field(
+        15.0, gt=0, le=600, description="SSH keep-alive interval of pooled connections."
+    )
+    idle_close_seconds: float = Field(
+        300.0, gt=0, le=86400, description="A pooled connection unused this long is closed."
+    )
+    max_sessions_per_pbx: int = Field(
+        4, ge=1, le=64, description="Commands running at once on one PBX (more wait their turn)."
+    )
+
+
+class SmartRedirectSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deadline_ms: int = Field(
+        1500,
+        ge=50,
+        le=10000,
+        description="Default time budget of the RetailCRM manager lookup; past it the answer is "
+        "the fallback. A unit's lookup_deadline_ms overrides it.",
+    )
+    cache_ttl_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="How long RetailCRM's answer for one phone is reused (per unit; dropped when "
+        "the unit's config changes). 0 disables the cache.",
+    )
+    ignore_status: bool = Field(
+        True,
+        description="Ask RetailCRM for the responsible manager whatever their status; false: "
+        "only a manager whose status is free.",
+    )
+    click_to_call_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="make-call waits this long for the PBX to accept the originate, so a failure "
+        "reaches RetailCRM; a slower PBX finishes in the background (202).",
+    )
+
+
+class AdminSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret of the HS256 tokens the platform (and vochi-crm admin-link) "
+        "signs to open the admin UI and to call /api/config with a bearer token. Unset: the admin "
+        "UI and the config API refuse everyone.",
+    )
+    session_hours: float = Field(
+        8.0, gt=0, le=168, description="Lifetime of an admin session created from a token."
+    )
+    link_ttl_seconds: int = Field(
+        3600, ge=60, le=86400 * 7, description="Default lifetime of a vochi-crm admin-link token."
+    )
+    exchange_per_minute: int = Field(
+        10,
+        ge=1,
+        le=10000,
+        description="Token exchanges (sign-ins) allowed per client address per minute; more get "
+        "429 with Retry-After.",
+    )
+    timezone: str = Field(
+        "Europe/Minsk", description="Time zone of the times and dates shown in the admin UI."
+    )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters long (HS256 needs a strong secret)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Minsk, UTC)") from None
+        return value
+
+
 class Settings(BaseSettings):
     """Every knob of vochi-crm, with the environment variable that sets it."""
 
@@ -168,7 +304,15 @@ class Settings(BaseSettings):
         "(/var/lib/vochi-crm when run as root).",
     )
     secret_key: SecretStr | None = Field(
-        None, description="Key that encrypts RetailCRM API keys at rest and signs admin links."
+        None,
+        description="Key that encrypts RetailCRM API keys at rest (AES-256-GCM, key derived with "
+        "HKDF; at least 16 characters; vochi-crm secrets new-key makes one). Unset: keys are "
+        "stored in plaintext and the daemon warns.",
+    )
+    secret_key_previous: SecretStr | None = Field(
+        None,
+        description="Earlier VOCHI_SECRET_KEY value(s), comma-separated, still accepted for "
+        "reading during a key rotation (vochi-crm secrets rotate).",
     )
     internal_token: SecretStr | None = Field(
         None,
@@ -191,6 +335,24 @@ class Settings(BaseSettings):
         default_factory=RetailCrmSettings,
         description="Our integration module in RetailCRM and the connection test.",
     )
+    admin: AdminSettings = Field(
+        default_factory=AdminSettings, description="The admin web UI and its authentication."
+    )
+    ssh: SshSettings = Field(
+        default_factory=SshSettings, description="SSH to the units' PBXes (Asterisk CLI)."
+    )
+    smart_redirect: SmartRedirectSettings = Field(
+        default_factory=SmartRedirectSettings,
+        description="Smart redirect (manager lookup) and click-to-call.",
+    )
+
+    @field_validator("secret_key", "secret_key_previous")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        parts = [p.strip() for p in (value.get_secret_value() if value else "").split(",")]
+        if value is not None and any(len(p) < 16 for p in parts if p):
+            raise ValueError("a secret key must be at least 16 characters long")
+        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vochi_cli.commands import (
+    admin_link,
     completions,
     config,
     db,
@@ -13,6 +14,7 @@ from vochi_cli.commands import (
     launchers,
     register,
     replay,
+    secrets,
     settings,
     tail_logs,
     test_connection,
@@ -30,6 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
+    # a crash's traceback must never print local variables (API keys, tokens live in them)
+    pretty_exceptions_show_locals=False,
 )
 app.add_typer(config.app, name="config")
 app.add_typer(units.app, name="units")
@@ -43,6 +47,8 @@ app.command("replay-event")(replay.replay_event)
 launchers.register(app)
 app.command("demo")(demo.demo)
 app.command("completions")(completions.completions)
+app.command("admin-link")(admin_link.admin_link)
+app.add_typer(secrets.app, name="secrets")
 
 
 def run() -> None:

@@ -17,7 +17,9 @@ from vochi_crm import __version__
 from vochi_crm.errors import FieldError, InvalidInput, VochiError
 from vochi_crm.runtime import Notice, open_runtime
 from vochi_crm.settings import Settings
-from vochi_daemon.routes import config, events, health
+from vochi_daemon import admin
+from vochi_daemon.guards import ProxyHeaders
+from vochi_daemon.routes import callbacks, config, events, health, smart_redirect
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -40,8 +42,19 @@ def create_app(settings: Settings, *, notice: Notice | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.router.add_route("/api/events", events.post_event, methods=["POST"])
+    app.router.add_route(
+        "/api/smart-redirect", smart_redirect.post_smart_redirect, methods=["POST"]
+    )
+    # called by RetailCRM from outside: authenticated by clientId, not internal-only
+    app.router.add_route("/retailcrm/make-call", callbacks.make_call, methods=["GET", "POST"])
+    app.router.add_route("/retailcrm/status", callbacks.user_status, methods=["GET", "POST"])
+    # behind nginx: the caller's address, scheme and prefix from a trusted proxy's headers
+    app.add_middleware(ProxyHeaders, trusted=settings.daemon.trusted_proxy_networks())
     app.include_router(health.router)
     app.include_router(config.router)
+    # the same config API under the admin UI's prefix (the original's ./api/config/{n}), and the UI
+    app.include_router(config.router, prefix=admin.ADMIN_PREFIX, include_in_schema=False)
+    admin.install(app)
     # the module logo RetailCRM shows (must be SVG) and, later, the admin UI's assets
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(VochiError, _core_error)
@@ -58,6 +71,9 @@ def _document_raw_routes(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = build()
             schema["paths"]["/api/events"] = events.OPENAPI
+            schema["paths"]["/api/smart-redirect"] = smart_redirect.OPENAPI
+            schema["paths"]["/retailcrm/make-call"] = callbacks.OPENAPI_MAKE_CALL
+            schema["paths"]["/retailcrm/status"] = callbacks.OPENAPI_STATUS
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -26,5 +26,8 @@ def serve(settings: Settings, *, notice: Notice | None = None) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
         server_header=False,
+        # client address, scheme and prefix come from vochi_daemon.guards.ProxyHeaders, governed
+        # by VOCHI_DAEMON__TRUSTED_PROXIES; uvicorn's own rewriting would hide the proxy from it
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()

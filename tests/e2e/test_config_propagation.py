@@ -10,13 +10,15 @@ import httpx
 import psycopg
 import pytest
 
+from tests.admin_helpers import bearer
+from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.daemons import Daemon, cli, running_daemon, scrubbed_env
 
 pytestmark = pytest.mark.slow
 
 
 def _mapping(daemon: Daemon) -> dict[str, int]:
-    body = httpx.get(daemon.url + "/api/config/0367", timeout=2).json()
+    body = httpx.get(daemon.url + "/api/config/0367", headers=bearer("0367"), timeout=2).json()
     mapping: dict[str, int] = body["retailcrm"]["user_mappings"]
     return mapping
 
@@ -38,6 +40,7 @@ def test_cli_change_reaches_two_daemons_within_a_second(database_url: str, tmp_p
         VOCHI_DATABASE_URL=database_url,
         VOCHI_CACHE__TTL_SECONDS="600",
         VOCHI_CACHE__REFRESH_SECONDS="600",
+        VOCHI_ADMIN__JWT_SECRET=TEST_JWT_SECRET,
     )
     assert cli(env, "units", "add", "0367", "--name", "Pilot").returncode == 0
     with running_daemon(env, tmp_path) as first, running_daemon(env, tmp_path) as second:
@@ -60,6 +63,7 @@ def test_daemon_recovers_after_its_listener_connection_is_killed(
         VOCHI_DATABASE_URL=database_url,
         VOCHI_CACHE__TTL_SECONDS="600",
         VOCHI_CACHE__REFRESH_SECONDS="600",
+        VOCHI_ADMIN__JWT_SECRET=TEST_JWT_SECRET,
     )
     assert cli(env, "units", "add", "0367", "--name", "Pilot").returncode == 0
     with running_daemon(env, tmp_path) as daemon:

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.admin_helpers import bearer
+from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.daemons import cli, running_daemon, scrubbed_env
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ def data_dir() -> Iterator[Path]:
 
 
 def test_cli_and_daemon_share_the_embedded_cluster(data_dir: Path, tmp_path: Path) -> None:
-    env = scrubbed_env(VOCHI_DATA_DIR=str(data_dir))
+    env = scrubbed_env(VOCHI_DATA_DIR=str(data_dir), VOCHI_ADMIN__JWT_SECRET=TEST_JWT_SECRET)
     pidfile = data_dir / "pgdata" / "postmaster.pid"
 
     added = cli(env, "units", "add", "0367", "--name", "Pilot")
@@ -41,6 +43,6 @@ def test_cli_and_daemon_share_the_embedded_cluster(data_dir: Path, tmp_path: Pat
         assert changed.returncode == 0, changed.stderr
         assert "using the running embedded PostgreSQL" in changed.stderr
         assert pidfile.exists()
-        body = httpx.get(daemon.url + "/api/config/0367").json()
+        body = httpx.get(daemon.url + "/api/config/0367", headers=bearer("0367")).json()
         assert body["retailcrm"]["user_mappings"] == {"151": 16}
     assert not pidfile.exists(), "the daemon must stop the cluster on SIGTERM"

@@ -135,6 +135,7 @@ async def test_export_hides_keys_and_import_is_all_or_nothing(
     runtime: Runtime, database_url: str
 ) -> None:
     await runtime.units.add("0368", "Second")
+    await runtime.configs.update("0367", ConfigChange(map={"151": 16}))
     await runtime.configs.update(
         "0367",
         change_from_values({"api_url": "https://a.retailcrm.ru", "api_key": KEY, "enabled": True}),
@@ -200,3 +201,24 @@ async def test_units_add_validates_and_refuses_duplicates(runtime: Runtime) -> N
         await runtime.units.add("0367", "Again")
     unit = await runtime.units.get("0367")
     assert (unit.token, unit.host, unit.ssh_port) == ("375290000000", "10.0.0.5", 5059)
+
+
+async def test_export_carries_the_pbx_settings(runtime: Runtime) -> None:
+    await runtime.units.add("0368", "Second")
+    await runtime.configs.update("0367", ConfigChange(map={"151": 16}))
+    await runtime.configs.update(
+        "0367",
+        change_from_values(
+            {"api_url": "https://a.retailcrm.ru", "redirect_enabled": "true",
+             "redirect_context": "inoffice", "fallback_extension": "151"}
+        ),
+    )
+    document = await runtime.configs.export(["0367"])
+    body = document["units"][0]["retailcrm"]
+    assert body["redirect_enabled"] is True
+    assert body["redirect_context"] == "inoffice"
+    document["units"][0]["enterprise_number"] = "0368"
+    await runtime.configs.import_(document)
+    moved = (await runtime.configs.get("0368")).retailcrm
+    assert (moved.redirect_enabled, moved.redirect_context) == (True, "inoffice")
+    assert moved.fallback_extension == "151"

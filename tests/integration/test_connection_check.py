@@ -13,6 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tests.admin_helpers import bearer
 from tests.simulator_helpers import SimControl, running_simulator
 from vochi_cli.main import app
 from vochi_crm.settings import load_settings
@@ -215,7 +216,9 @@ async def test_the_daemon_route_runs_the_same_checks(env: dict[str, str], sim: S
         await runtime.units.add("0367", "Pilot")
         await runtime.units.add("0368", "Bare")
         transport = httpx.ASGITransport(app=app_, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://daemon", headers=bearer(super_=True)
+        ) as http:
             config = {"api_url": sim.base_url, "api_key": "wrong-key-0000-zzzz", "enabled": True}
             await http.put("/api/config/0367", json=config)
             answer = await http.post("/api/config/0367/test")

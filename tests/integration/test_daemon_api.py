@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.admin_helpers import bearer
 from vochi_crm.settings import load_settings
 from vochi_daemon.app import create_app
 
@@ -21,7 +22,9 @@ async def client(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         await app.state.runtime.units.add("0367", "Pilot")
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://daemon", headers=bearer(super_=True)
+        ) as http:
             yield http
 
 
@@ -95,20 +98,25 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
     assert response.json()["fields"][0]["field"] == "body"
 
 
-async def test_config_api_refuses_remote_callers_without_the_internal_token(
-    env: dict[str, str],
+@pytest.mark.parametrize("peer", ["203.0.113.9", "127.0.0.1"])
+async def test_config_api_wants_an_admin_token_whoever_calls(
+    env: dict[str, str], peer: str
 ) -> None:
+    """The admin auth replaced the loopback/internal-token guard of /api/config: neither being
+    on loopback nor the call services' internal token opens it; a token for the unit does."""
     app = create_app(load_settings(internal_token="internal-test-token"))
     async with app.router.lifespan_context(app):
         await app.state.runtime.units.add("0367", "Pilot")
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
             assert (await http.get("/api/config/0367")).status_code == 403
             wrong = await http.get("/api/config/0367", headers={"X-Internal-Token": "nope"})
             assert wrong.status_code == 403
-            right = await http.get(
+            internal = await http.get(
                 "/api/config/0367", headers={"X-Internal-Token": "internal-test-token"}
             )
+            assert internal.status_code == 403
+            right = await http.get("/api/config/0367", headers=bearer("0367"))
             assert right.status_code == 200
 
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from psycopg.rows import dict_row
 from typer.testing import CliRunner
 
+from tests.admin_helpers import bearer
 from tests.simulator_helpers import SimControl, running_simulator
 from vochi_cli.main import app as cli_app
 from vochi_crm.settings import load_settings
@@ -212,7 +213,9 @@ async def daemon(env: dict[str, str], sim: SimControl) -> AsyncIterator[httpx.As
     async with app.router.lifespan_context(app):
         await app.state.runtime.units.add("0367", "Pilot")
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://daemon", headers=bearer(super_=True)
+        ) as http:
             yield http
 
 

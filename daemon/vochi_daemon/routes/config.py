@@ -1,7 +1,8 @@
 """``/api/config/{unit}``: the same use-cases as ``vochi-crm config``.
 
-Until the admin UI brings sessions, these routes answer loopback callers and callers presenting
-the internal token only.
+Every route needs an admin session (the admin UI's cookie; state-changing requests then carry its
+``X-CSRF-Token``) or ``Authorization: Bearer <token>`` for the unit it touches (a unit's token, or
+a super token); anything else is 403 (see :mod:`vochi_daemon.admin.auth`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from vochi_crm.errors import FieldError, InvalidInput
 from vochi_crm.retailcrm_config import ConfigChange, change_from_values, validate_mappings
 from vochi_crm.units import Unit
+from vochi_daemon.admin.auth import require_config_access
 from vochi_daemon.app_state import runtime_of
-from vochi_daemon.guards import internal_only
 
-router = APIRouter(prefix="/api/config", tags=["config"], dependencies=[Depends(internal_only)])
+router = APIRouter(
+    prefix="/api/config", tags=["config"], dependencies=[Depends(require_config_access)]
+)
 
 
 @router.get("/{unit}")

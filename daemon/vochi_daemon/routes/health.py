@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -29,20 +28,5 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
-    """Cache metrics, listener state and uptime."""
-    runtime = runtime_of(request)
-    listener = runtime.listener.status if runtime.listener else None
-    ingest = runtime.ingest
-    return {
-        "uptime_seconds": round(time.time() - runtime.started_at, 3),
-        "config_cache": runtime.config_cache.stats() if runtime.config_cache else None,
-        "listener": listener.__dict__ if listener else None,
-        "ingest": {
-            "accepted": ingest.accepted,
-            "duplicates": ingest.duplicates,
-            "batches": ingest.batches,
-        }
-        if ingest
-        else None,
-        "delivery": await runtime.dispatcher.stats() if runtime.dispatcher else None,
-    }
+    """Cache, ingest, delivery, smart-redirect, SSH and journal metrics (DESIGN §6)."""
+    return await runtime_of(request).stats()
