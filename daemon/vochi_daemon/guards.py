@@ -11,6 +11,7 @@ then see the real caller: a remote request relayed by nginx is not loopback.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import re
@@ -33,7 +34,9 @@ class Forbidden(VochiError):
     title = "Forbidden"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(host: str | None) -> bool:
+    """Cached: the ingest path asks for every event, callers are few."""
     if not host:
         return False
     try:

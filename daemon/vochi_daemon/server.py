@@ -11,6 +11,7 @@ import uvicorn
 from vochi_crm.runtime import Notice
 from vochi_crm.settings import Settings
 from vochi_daemon.app import create_app
+from vochi_daemon.fast_path import IngestFastPath
 
 
 def serve(settings: Settings, *, notice: Notice | None = None) -> None:
@@ -18,14 +19,16 @@ def serve(settings: Settings, *, notice: Notice | None = None) -> None:
         level=settings.daemon.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    app = create_app(settings, notice=notice)
     config = uvicorn.Config(
-        create_app(settings, notice=notice),
+        IngestFastPath(app, settings.daemon.trusted_proxy_networks()),
         host=settings.daemon.host,
         port=settings.daemon.port,
         log_level=settings.daemon.log_level,
         lifespan="on",
         timeout_graceful_shutdown=10,
         server_header=False,
+        access_log=settings.daemon.access_log,
         # client address, scheme and prefix come from vochi_daemon.guards.ProxyHeaders, governed
         # by VOCHI_DAEMON__TRUSTED_PROXIES; uvicorn's own rewriting would hide the proxy from it
         proxy_headers=False,

@@ -174,3 +174,26 @@ async def test_many_concurrent_events_are_group_committed(
     ingest = app.state.runtime.ingest
     assert ingest.accepted == 200
     assert ingest.batches < 200  # several events shared a commit
+
+
+async def test_the_served_fast_path_keeps_the_same_rules(app: FastAPI, database_url: str) -> None:
+    """What uvicorn serves: POST /api/events outside FastAPI's stack, everything else inside."""
+    import ipaddress
+
+    from vochi_daemon.fast_path import IngestFastPath
+
+    served = IngestFastPath(app, [ipaddress.ip_network("127.0.0.1/32")])
+    transport = httpx.ASGITransport(app=served, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
+        body = {"enterprise_number": "0367", "event_type": "hangup", "payload": hangup("5.1")}
+        assert (await http.post("/api/events", json=body)).status_code == 202
+        assert (await http.post("/api/events", json=body)).json()["duplicate"] is True
+        relayed = await http.post(  # nginx relaying a remote caller is not loopback
+            "/api/events", json={**body, "payload": hangup("5.2")},
+            headers={"X-Forwarded-For": "203.0.113.5"},
+        )
+        assert relayed.status_code == 403
+        bad = await http.post("/api/events", content=b"{", headers={"X-Real-IP": "127.0.0.1"})
+        assert bad.status_code == 422
+        assert (await http.get("/health")).status_code == 200  # the rest goes to the app
+    assert [r[1] for r in stored(database_url)] == ["5.1"]

@@ -29,6 +29,7 @@ ALL_NAMES = {
     "daemon.host",
     "daemon.port",
     "daemon.log_level",
+    "daemon.access_log",
     "cache.ttl_seconds",
     "cache.refresh_seconds",
     "cache.jitter",
