@@ -78,8 +78,6 @@ def parse_event(body: bytes) -> IncomingEvent:
 
     number = _optional_str(data, "enterprise_number", errors)
     token = _optional_str(data, "token", errors)
-    if number is None and token is None and not errors:
-        errors.append(FieldError("enterprise_number", "enterprise_number or token is required"))
 
     event_type = data.get("event_type")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
@@ -93,9 +91,12 @@ def parse_event(body: bytes) -> IncomingEvent:
         errors.append(FieldError("payload", "must be a JSON object (the Asterisk event)"))
     else:
         unique_id = _check_payload(payload, event_type, errors)
-        if token is None and number is None and isinstance(payload.get("Token"), str):
-            errors = [e for e in errors if e.field != "enterprise_number"]
-            token = payload["Token"] or None
+        if number is None and token is None:  # the Asterisk payload names its unit too
+            token = _optional_str(payload, "Token", [])
+    if number is None and token is None and not any(
+        e.field in ("enterprise_number", "token") for e in errors
+    ):
+        errors.append(FieldError("enterprise_number", "enterprise_number or token is required"))
     if errors:
         raise InvalidInput(errors)
     assert isinstance(event_type, str)

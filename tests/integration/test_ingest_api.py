@@ -197,3 +197,13 @@ async def test_the_served_fast_path_keeps_the_same_rules(app: FastAPI, database_
         assert bad.status_code == 422
         assert (await http.get("/health")).status_code == 200  # the rest goes to the app
     assert [r[1] for r in stored(database_url)] == ["5.1"]
+
+
+async def test_an_empty_payload_token_does_not_name_a_unit(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    response = await client.post("/api/events", json={
+        "event_type": "hangup", "payload": hangup("6.1", Token="")})
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == "enterprise_number"
+    assert stored(database_url) == []
