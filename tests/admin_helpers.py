@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -75,19 +75,6 @@ async def admin_app(**overrides: Any) -> AsyncIterator[FastAPI]:
 
     settings = {"secret_key": SECRET_KEY, "delivery": {"poll_seconds": 0.2}, **overrides}
     app = create_app(load_settings(**settings))
-    import asyncio, sys, threading
-    def dump():
-        import time as _t
-        _t.sleep(25)
-        for task in asyncio.all_tasks(the_loop):
-            print("TASK", task.get_name(), file=sys.stderr)
-            coro = task.get_coro()
-            while coro is not None:
-                frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
-                if frame is not None:
-                    print("   ", frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, file=sys.stderr)
-                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
-    the_loop = asyncio.get_running_loop()
     async with app.router.lifespan_context(app):
         existing = {u.number for u in await app.state.runtime.units.list()}
         if "0367" not in existing:
@@ -95,7 +82,31 @@ async def admin_app(**overrides: Any) -> AsyncIterator[FastAPI]:
         if "0368" not in existing:
             await app.state.runtime.units.add("0368", "Other")
         yield app
-        t = threading.Thread(target=dump, daemon=True); t.start()
+
+
+@contextlib.contextmanager
+def fresh_database(pg_admin: str, template_db: str) -> Iterator[str]:
+    """A migrated database of its own, for fixtures wider than one test (the ``database_url``
+    fixture is per test)."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"vochi_m_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
+    try:
+        yield make_conninfo(pg_admin, dbname=name)
+    finally:
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
 
 
 def client(

@@ -19,3 +19,14 @@ async def cancel_and_wait(
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def cancelling() -> bool:
+    """Whether the current task has been asked to stop.
+
+    A driver may turn a cancellation that lands mid-query into its own error (psycopg reports the
+    cancelled query); loops that catch driver errors to carry on must check this, or a stop
+    request is lost and shutdown hangs.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

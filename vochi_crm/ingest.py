@@ -16,7 +16,7 @@ from typing import Literal
 
 import psycopg
 
-from vochi_crm.aio import cancel_and_wait
+from vochi_crm.aio import cancel_and_wait, cancelling
 from vochi_crm.db import queries
 from vochi_crm.db.database import Conn, Database
 from vochi_crm.errors import NotFound, StorageUnavailable
@@ -73,10 +73,10 @@ class Ingest:
             await cancel_and_wait([self._writer])
         if self._conn is not None:
             await self._conn.close()
+        left = []
         while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if not item.future.done():
-                item.future.set_exception(StorageUnavailable("the daemon is shutting down"))
+            left.append(self._queue.get_nowait())
+        _fail(left, StorageUnavailable("the daemon is shutting down"))
 
     async def submit(self, unit: Unit, event: IncomingEvent) -> IngestResult:
         """Store ``event`` for ``unit`` (already resolved), or say why it is not stored."""
@@ -105,16 +105,20 @@ class Ingest:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._write(batch)
+            except asyncio.CancelledError:
+                _fail(batch, StorageUnavailable("the daemon is shutting down"))
+                raise
             except Exception as exc:  # answer every waiter; the callers retry
+                if cancelling():  # a stop request the driver turned into an error
+                    _fail(batch, StorageUnavailable("the daemon is shutting down"))
+                    raise asyncio.CancelledError from exc
                 error = (
                     exc
                     if isinstance(exc, StorageUnavailable)
                     else StorageUnavailable(f"could not store events: {type(exc).__name__}")
                 )
                 log.error("event batch not stored: %s", error, extra={"action": "ingest_error"})
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
+                _fail(batch, error)
 
     async def _connection(self) -> Conn:
         """The writer's own autocommit connection: each batch is one statement, one round trip."""
@@ -153,6 +157,14 @@ class Ingest:
                 result = IngestResult("duplicate", item.unit)
             if not item.future.done():
                 item.future.set_result(result)
+
+
+def _fail(batch: list[_Pending], error: StorageUnavailable) -> None:
+    """Answer every waiter of a batch that was not stored: the callers retry (nothing was
+    acknowledged, so nothing is lost)."""
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 def unknown_unit(event: IncomingEvent) -> NotFound:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
+from tests.admin_helpers import fresh_database
 from tests.conftest import TEST_JWT_SECRET, require
 from tests.e2e.daemons import Daemon, cli, free_port, running_daemon, scrubbed_env
 from tests.e2e.pbx import running_nginx
@@ -68,17 +66,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def module_database(pg_admin: str, template_db: str) -> Iterator[str]:
-    name = f"vochi_b_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    yield make_conninfo(pg_admin, dbname=name)
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(drop.format(sql.Identifier(name)))
+    with fresh_database(pg_admin, template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

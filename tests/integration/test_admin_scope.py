@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +17,15 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from tests.admin_helpers import ADMIN, admin_app, client, csrf_of, sign_in, token
+from tests.admin_helpers import (
+    ADMIN,
+    admin_app,
+    client,
+    csrf_of,
+    fresh_database,
+    sign_in,
+    token,
+)
 from tests.conftest import TEST_JWT_SECRET
 from vochi_crm.retailcrm_config import ConfigChange
 
@@ -80,9 +88,24 @@ def test_the_table_covers_every_admin_and_config_route(env: dict[str, str]) -> N
     assert served - GLOBAL_ROUTES == listed
 
 
-@pytest.fixture
-async def app(env: dict[str, str]) -> AsyncIterator[FastAPI]:
-    async with admin_app() as app:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_admin: str, template_db: str) -> Iterator[str]:
+    with fresh_database(pg_admin, template_db) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def app(database_url: str) -> AsyncIterator[FastAPI]:
+    """One daemon for the whole matrix (hundreds of requests; a refused one changes nothing and
+    the table is checked before and after each)."""
+    admin = {"jwt_secret": TEST_JWT_SECRET, "exchange_per_minute": 10_000}  # many sign-ins here
+    overrides = {"database_url": database_url, "admin": admin}
+    async with admin_app(**overrides) as app:
         await app.state.runtime.configs.update(
             "0367",
             ConfigChange(api_url="https://pilot.retailcrm.ru", api_key="pilot-key-0000-abcd"),

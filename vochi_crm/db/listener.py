@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from vochi_crm.aio import cancelling
 from vochi_crm.db.database import Database
 from vochi_crm.errors import StorageUnavailable
 
@@ -70,6 +71,8 @@ class NotificationListener:
             try:
                 conn = await self._db.direct(self._purpose)
             except StorageUnavailable as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 self._lost(str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_delay)
@@ -91,6 +94,8 @@ class NotificationListener:
                     self.status.notifications += 1
                     await self._dispatch(note.channel, note.payload)
             except psycopg.Error as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 self._lost(str(exc).strip() or type(exc).__name__)
                 await asyncio.sleep(delay)
             finally:

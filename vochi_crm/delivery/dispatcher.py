@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from vochi_crm.aio import cancel_and_wait
+from vochi_crm.aio import cancel_and_wait, cancelling
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
 from vochi_crm.db.listener import NotificationListener
@@ -74,6 +74,8 @@ class Dispatcher:
         """Compete for leadership and deliver while leader, until cancelled."""
         try:
             while True:
+                if cancelling():  # a stop request the driver turned into an error
+                    raise asyncio.CancelledError
                 lock = await self._acquire_leadership()
                 if lock is None:
                     await asyncio.sleep(_LOCK_RETRY)
@@ -83,6 +85,8 @@ class Dispatcher:
                     log.info("delivery leader", extra={"action": "dispatcher_leader"})
                     await self._lead(lock)
                 except (psycopg.Error, StorageUnavailable) as exc:
+                    if cancelling():
+                        raise asyncio.CancelledError from exc
                     log.warning("delivery stopped: %s", exc, extra={"action": "dispatcher_lost"})
                 finally:
                     self.leader = False
