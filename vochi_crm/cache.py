@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Generic, TypeVar
 
+from vochi_crm.aio import cancelling
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -137,7 +139,9 @@ class SnapshotCache(Generic[K, V]):
             await asyncio.sleep(pause)
             try:
                 await self.refresh_all()
-            except Exception:  # the TTL keeps serving; the next round retries
+            except Exception as exc:  # the TTL keeps serving; the next round retries
+                if cancelling():  # a stop request the driver turned into an error
+                    raise asyncio.CancelledError from exc
                 self.metrics.load_errors += 1
 
     def stats(self) -> dict[str, float | int | None]:

@@ -13,19 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vochi_crm.errors import FieldError, InvalidInput
+from vochi_crm.pipeline.plan import ASTERISK_EVENT_TYPES
 
 MAX_BODY_BYTES = 64 * 1024
-EVENT_TYPES = (
-    "start",
-    "dial",
-    "new_callerid",
-    "bridge",
-    "bridge_create",
-    "bridge_leave",
-    "bridge_destroy",
-    "hangup",
-    "download",
-)
+EVENT_TYPES = ASTERISK_EVENT_TYPES
 QUEUED_TYPES = frozenset({"start", "dial", "bridge", "hangup", "download"})
 """The event types the mapping uses; the others are answered at once and not stored."""
 ONE_PER_CALL = frozenset({"start", "hangup", "download"})
@@ -93,8 +84,10 @@ def parse_event(body: bytes) -> IncomingEvent:
         unique_id = _check_payload(payload, event_type, errors)
         if number is None and token is None:  # the Asterisk payload names its unit too
             token = _optional_str(payload, "Token", [])
-    if number is None and token is None and not any(
-        e.field in ("enterprise_number", "token") for e in errors
+    if (
+        number is None
+        and token is None
+        and not any(e.field in ("enterprise_number", "token") for e in errors)
     ):
         errors.append(FieldError("enterprise_number", "enterprise_number or token is required"))
     if errors:

@@ -21,7 +21,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from vochi_crm.aio import cancel_and_wait
+from vochi_crm.aio import cancel_and_wait, cancelling
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
 from vochi_crm.delivery.store import JournalEntry
@@ -113,6 +113,8 @@ class JournalWriter:
                 await write_journal(self._db, batch)
                 self.written += len(batch)
             except Exception as exc:  # the journal is best effort; the calls themselves went on
+                if cancelling():  # a stop request the driver turned into an error
+                    raise asyncio.CancelledError from exc
                 self.failed += len(batch)
                 log.error(
                     "%d journal rows not written: %s",

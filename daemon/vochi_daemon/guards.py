@@ -60,6 +60,25 @@ async def internal_only(request: Request) -> None:
     raise Forbidden("internal endpoint: loopback callers or X-Internal-Token only")
 
 
+class PayloadTooLarge(VochiError):
+    http_status = 413
+    exit_code = 2
+    title = "Payload too large"
+
+
+async def internal_body(request: Request, limit: int) -> bytes:
+    """The body of a call service's request: internal callers only, at most ``limit`` bytes
+    (refused from the declared length before reading when it says so)."""
+    await internal_only(request)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is over {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is over {limit} bytes")
+    return body
+
+
 def client_address(request: Request) -> str | None:
     """The caller's address as :class:`ProxyHeaders` resolved it."""
     return request.client.host if request.client else None

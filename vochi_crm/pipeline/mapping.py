@@ -46,6 +46,7 @@ from vochi_crm.pipeline.history import (
     upload_record,
 )
 from vochi_crm.pipeline.plan import (
+    ASTERISK_EVENT_TYPES,
     CallEventRequest,
     CallsUploadRequest,
     Plan,
@@ -55,19 +56,7 @@ from vochi_crm.pipeline.plan import (
     UnmappableEvent,
 )
 
-EVENT_TYPES = frozenset(
-    {
-        "start",
-        "dial",
-        "new_callerid",
-        "bridge",
-        "bridge_create",
-        "bridge_leave",
-        "bridge_destroy",
-        "hangup",
-        "download",
-    }
-)
+EVENT_TYPES = frozenset(ASTERISK_EVENT_TYPES)
 
 LIVE_EVENT_TYPES = frozenset({"dial"})
 """Events whose only product is a ring pop-up: worthless late, so they expire after a TTL."""

@@ -16,6 +16,18 @@ from typing import Any, ClassVar
 from vochi_crm.pipeline.callstate import CallState
 
 API_PREFIX = "/api/v5"
+ASTERISK_EVENT_TYPES = (
+    "start",
+    "dial",
+    "new_callerid",
+    "bridge",
+    "bridge_create",
+    "bridge_leave",
+    "bridge_destroy",
+    "hangup",
+    "download",
+)
+"""Every webhook the PBX sends (reference B3), in the order a call produces them."""
 
 
 def _compact_json(value: object) -> str:

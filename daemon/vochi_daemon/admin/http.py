@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vochi_crm.errors import InvalidInput, VochiError
+from vochi_crm.errors import InvalidInput
+from vochi_daemon.guards import PayloadTooLarge
 
 ADMIN_PREFIX = "/retailcrm-admin"
 STATIC_PREFIX = ADMIN_PREFIX + "/static/"
@@ -34,12 +35,6 @@ NO_STORE: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-store"),
     (b"pragma", b"no-cache"),
 )
-
-
-class PayloadTooLarge(VochiError):
-    http_status = 413
-    exit_code = 2
-    title = "Payload too large"
 
 
 def guarded(path: str) -> bool:

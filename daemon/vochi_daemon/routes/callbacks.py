@@ -17,8 +17,7 @@ from starlette.responses import JSONResponse
 from vochi_crm.click_to_call import CallbackAnswer, CallbackRefused
 from vochi_crm.errors import VochiError
 from vochi_daemon.app_state import runtime_of
-from vochi_daemon.guards import client_address
-from vochi_daemon.routes.events import PayloadTooLarge
+from vochi_daemon.guards import PayloadTooLarge, client_address
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024

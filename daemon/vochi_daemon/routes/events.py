@@ -7,27 +7,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from vochi_crm.errors import VochiError
-from vochi_crm.events import MAX_BODY_BYTES, parse_event
+from vochi_crm.events import EVENT_TYPES, MAX_BODY_BYTES, parse_event
 from vochi_daemon.app_state import runtime_of
-from vochi_daemon.guards import internal_only
-
-
-class PayloadTooLarge(VochiError):
-    http_status = 413
-    exit_code = 2
-    title = "Payload too large"
+from vochi_daemon.guards import internal_body
 
 
 async def post_event(request: Request) -> JSONResponse:
     try:
-        await internal_only(request)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-        event = parse_event(body)
+        event = parse_event(await internal_body(request, MAX_BODY_BYTES))
         runtime = runtime_of(request)
         unit = await runtime.unit_for_event(event)
         assert runtime.ingest is not None
@@ -60,17 +47,7 @@ OPENAPI = {
                             "token": {"type": "string", "description": "enterprises.name2"},
                             "event_type": {
                                 "type": "string",
-                                "enum": [
-                                    "start",
-                                    "dial",
-                                    "new_callerid",
-                                    "bridge",
-                                    "bridge_create",
-                                    "bridge_leave",
-                                    "bridge_destroy",
-                                    "hangup",
-                                    "download",
-                                ],
+                                "enum": list(EVENT_TYPES),
                             },
                             "payload": {"type": "object", "required": ["UniqueId"]},
                         },

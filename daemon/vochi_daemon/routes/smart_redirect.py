@@ -10,20 +10,12 @@ from starlette.responses import JSONResponse
 from vochi_crm.errors import VochiError
 from vochi_crm.smart_redirect import MAX_BODY_BYTES, parse_request
 from vochi_daemon.app_state import runtime_of
-from vochi_daemon.guards import internal_only
-from vochi_daemon.routes.events import PayloadTooLarge
+from vochi_daemon.guards import internal_body
 
 
 async def post_smart_redirect(request: Request) -> JSONResponse:
     try:
-        await internal_only(request)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-        redirect_request = parse_request(body)
+        redirect_request = parse_request(await internal_body(request, MAX_BODY_BYTES))
         service = runtime_of(request).smart_redirect
         if service is None:
             raise VochiError("smart redirect is not running in this process")
