@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import require
 from vochi_cli.commands.completions import COMPLETE_VAR, FILE_NAMES, Shell, completion_script
 from vochi_cli.main import app
 
@@ -79,12 +80,11 @@ def test_a_shell_or_a_directory_is_required() -> None:
     assert result.exit_code == 2
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_completes_commands_from_the_committed_script() -> None:
     """Source completions/vochi-crm.bash in a real bash and ask it to complete."""
+    require(shutil.which("bash") is not None, "bash")
     program = console_script()
-    if len(program) != 1:
-        pytest.skip("the vochi-crm console script is not installed next to this interpreter")
+    require(len(program) == 1, "the vochi-crm console script next to this interpreter")
     probe = (
         f'source "{COMPLETIONS / FILE_NAMES[Shell.bash]}"\n'
         "COMP_WORDS=(vochi-crm de); COMP_CWORD=1; _vochi_crm_completion vochi-crm\n"
