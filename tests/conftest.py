@@ -14,11 +14,15 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+if TYPE_CHECKING:
+    from tests.simulator_helpers import SimControl
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-only-admin-jwt-secret-0123456789abcdef"  # a test fixture, not a secret
@@ -118,6 +122,27 @@ def env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     # the admin UI and /api/config accept tokens signed with this (tests/admin_helpers.py)
     monkeypatch.setenv("VOCHI_ADMIN__JWT_SECRET", TEST_JWT_SECRET)
     return {**os.environ, "VOCHI_DATABASE_URL": database_url}
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[str]:
+    """The RetailCRM simulator (demo account) on a free loopback port, for one test module."""
+    from tests.simulator_helpers import running_simulator
+    from vochi_daemon.simulator import create_simulator_app
+
+    with running_simulator(create_simulator_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def sim(simulator: str) -> Iterator[SimControl]:
+    """Control of that simulator, reset to its start state for each test."""
+    from tests.simulator_helpers import SimControl
+
+    control = SimControl(simulator)
+    control.reset()
+    yield control
+    control.close()
 
 
 @pytest.fixture

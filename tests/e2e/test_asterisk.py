@@ -29,10 +29,9 @@ from tests.e2e.pbx import (
     running_sshd,
     wait_until,
 )
-from tests.simulator_helpers import running_simulator
 from tests.ssh_fakes import make_keys
 from vochi_crm import asterisk
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.pbx]
 PHONE = "+375291234567"  # demo customer 101, responsible manager 16
@@ -73,11 +72,6 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Sshd]]
         yield keys.client_key, sshd
         asterisk_cli("channel request hangup all")
 
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
 
 
 def daemon_env(

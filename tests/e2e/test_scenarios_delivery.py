@@ -22,23 +22,18 @@ import pytest
 
 from tests.e2e.daemons import Daemon, cli, running_daemon, scrubbed_env
 from tests.scenarios import load_scenario, scenario_names
-from tests.simulator_helpers import SimControl, running_simulator
+from tests.simulator_helpers import SimControl
 from vochi_crm.events import QUEUED_TYPES
 from vochi_crm.pipeline.callstate import CallState
 from vochi_crm.pipeline.mapping import plan_event
 from vochi_crm.pipeline.plan import CallEventRequest
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 
 pytestmark = pytest.mark.slow
 MAPPING = {"150": 19, "151": 16, "152": 18}
 TOKEN = "375290000000"
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
 
 
 @pytest.fixture

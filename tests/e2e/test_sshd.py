@@ -15,18 +15,12 @@ import pytest
 from tests.conftest import require
 from tests.e2e.daemons import cli, running_daemon, scrubbed_env
 from tests.e2e.pbx import Sshd, journal_rows, running_sshd, wait_until
-from tests.simulator_helpers import running_simulator
 from tests.ssh_fakes import Keys, make_keys
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.pbx]
 CLIENT_ID = "e2e-sshd-client-id-0123456789abcdef"
 
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
 
 
 @pytest.fixture

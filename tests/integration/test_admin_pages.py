@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -26,27 +26,15 @@ from tests.admin_helpers import (
     sign_in,
 )
 from tests.scenarios import load_scenario
-from tests.simulator_helpers import SimControl, running_simulator
+from tests.simulator_helpers import SimControl
 from vochi_crm.retailcrm_config import ConfigChange
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 
 pytestmark = pytest.mark.anyio
 UNIT = f"{ADMIN}/units/0367"
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def sim(simulator: str) -> Iterator[SimControl]:
-    control = SimControl(simulator)
-    control.reset()
-    yield control
-    control.close()
 
 
 @pytest.fixture

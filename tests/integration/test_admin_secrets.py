@@ -27,21 +27,15 @@ from tests.admin_helpers import (
     sign_in,
 )
 from tests.scenarios import load_scenario
-from tests.simulator_helpers import SimControl, running_simulator
+from tests.simulator_helpers import SimControl
 from vochi_crm.retailcrm_config import ConfigChange
 from vochi_crm.secretbox import PREFIX
-from vochi_daemon.simulator import create_simulator_app
 from vochi_daemon.simulator.state import demo_account
 
 pytestmark = pytest.mark.anyio
 PLANTED = "planted-Key-7Hq9-9f3c-never-shown"
 UNIT = f"{ADMIN}/units/0367"
 
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
 
 
 @pytest.fixture

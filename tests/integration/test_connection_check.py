@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,27 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.admin_helpers import bearer
-from tests.simulator_helpers import SimControl, running_simulator
+from tests.simulator_helpers import SimControl
 from vochi_cli.main import app
 from vochi_crm.settings import load_settings
 from vochi_daemon.app import create_app
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 
 DEMO_CODES = ("151=16", "152=18", "153=19")  # the demo module's additionalCodes
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def sim(simulator: str) -> Iterator[SimControl]:
-    control = SimControl(simulator)
-    control.reset()
-    yield control
-    control.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -17,28 +17,16 @@ from psycopg.rows import dict_row
 from typer.testing import CliRunner
 
 from tests.admin_helpers import bearer
-from tests.simulator_helpers import SimControl, running_simulator
+from tests.simulator_helpers import SimControl
 from vochi_cli.main import app as cli_app
 from vochi_crm.settings import load_settings
 from vochi_daemon.app import create_app
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 
 T = TypeVar("T")
 CODE = "vochi-telephony"
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def sim(simulator: str) -> Iterator[SimControl]:
-    control = SimControl(simulator)
-    control.reset()
-    yield control
-    control.close()
 
 
 def rows(database_url: str, sql: str, *params: object) -> list[dict[str, Any]]:

@@ -15,12 +15,12 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from tests.simulator_helpers import SimControl, running_simulator
+from tests.simulator_helpers import SimControl
 from tests.ssh_fakes import FakeAsterisk, InProcessPbx, Keys, make_keys
 from vochi_crm.retailcrm_config import change_from_values
 from vochi_crm.settings import load_settings
 from vochi_daemon.app import create_app
-from vochi_daemon.simulator import DEMO_API_KEY, create_simulator_app
+from vochi_daemon.simulator import DEMO_API_KEY
 from vochi_daemon.simulator.state import demo_account
 
 pytestmark = pytest.mark.anyio
@@ -47,11 +47,6 @@ def crm_module() -> dict[str, Any]:
         },
     }
 
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(create_simulator_app()) as url:
-        yield url
 
 
 @pytest.fixture
