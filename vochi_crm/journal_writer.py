@@ -17,34 +17,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
-
-from psycopg.types.json import Jsonb
 
 from vochi_crm.aio import cancel_and_wait, cancelling
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
-from vochi_crm.delivery.store import JournalEntry
+from vochi_crm.delivery.store import JournalEntry, journal_params
 
 log = logging.getLogger(__name__)
 MAX_QUEUE = 10_000
 MAX_BATCH = 500
-
-
-def journal_params(entry: JournalEntry) -> dict[str, Any]:
-    """The ``queries.JOURNAL_INSERT`` parameters of one row."""
-    return {
-        "unit": entry.unit,
-        "event_type": entry.event_type,
-        "request": Jsonb(entry.request),
-        "response": Jsonb(entry.response),
-        "status": "success" if entry.ok else "error",
-        "error": entry.error,
-        "call": entry.call,
-        "phone": entry.phone,
-        "extension": entry.extension,
-        "elapsed_ms": round(entry.elapsed_ms),
-    }
 
 
 async def write_journal(db: Database, entries: Sequence[JournalEntry]) -> None:

@@ -42,6 +42,22 @@ class JournalEntry:
     elapsed_ms: float
 
 
+def journal_params(entry: JournalEntry) -> dict[str, Any]:
+    """The ``queries.JOURNAL_INSERT`` parameters of one row."""
+    return {
+        "unit": entry.unit,
+        "event_type": entry.event_type,
+        "request": Jsonb(entry.request),
+        "response": Jsonb(entry.response),
+        "status": "success" if entry.ok else "error",
+        "error": entry.error,
+        "call": entry.call,
+        "phone": entry.phone,
+        "extension": entry.extension,
+        "elapsed_ms": round(entry.elapsed_ms),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class EventResult:
     event: ClaimedEvent
@@ -123,21 +139,7 @@ class DeliveryStore:
                 if journal:
                     await cur.executemany(
                         queries.JOURNAL_INSERT,
-                        [
-                            {
-                                "unit": j.unit,
-                                "event_type": j.event_type,
-                                "request": Jsonb(j.request),
-                                "response": Jsonb(j.response),
-                                "status": "success" if j.ok else "error",
-                                "error": j.error,
-                                "call": j.call,
-                                "phone": j.phone,
-                                "extension": j.extension,
-                                "elapsed_ms": round(j.elapsed_ms),
-                            }
-                            for j in journal
-                        ],
+                        [journal_params(j) for j in journal],
                     )
                 # once per batch (never per row): wakes `vochi-crm tail-logs --follow`
                 await cur.execute(queries.JOURNAL_NOTIFY)

@@ -10,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from vochi_crm.config_service import ConfigService
-from vochi_crm.db import queries
 from vochi_crm.db.database import Database
 from vochi_crm.delivery.store import JournalEntry
+from vochi_crm.journal_writer import write_journal
 from vochi_crm.registration.delivery import ensure_client_id, send_module
 from vochi_crm.registration.module import REGISTER, Kind, ModuleSite, action_for, masked_module
 from vochi_crm.registration.problems import NotConfigured, hint_for
@@ -110,19 +108,4 @@ class RegistrationService:
         )
 
     async def _journal(self, entry: JournalEntry) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                queries.JOURNAL_INSERT,
-                {
-                    "unit": entry.unit,
-                    "event_type": entry.event_type,
-                    "request": Jsonb(entry.request),
-                    "response": Jsonb(entry.response),
-                    "status": "success" if entry.ok else "error",
-                    "error": entry.error,
-                    "call": entry.call,
-                    "phone": entry.phone,
-                    "extension": entry.extension,
-                    "elapsed_ms": round(entry.elapsed_ms),
-                },
-            )
+        await write_journal(self._db, [entry])
