@@ -179,8 +179,13 @@ class Dispatcher:
         try:
             unit = await self._lookup(event.unit)
             result = await self.worker.handle(event, unit)
-        except (StorageUnavailable, asyncio.CancelledError):
-            raise  # the lease brings the event back
+        except StorageUnavailable as exc:
+            # nothing was sent or nothing can be recorded: the lease brings the event back
+            log.warning(
+                "delivery of event %s postponed: %s", event.id, exc,
+                extra={"action": "delivery_postponed"},
+            )
+            return
         except Exception as exc:  # a bug must not kill the dispatcher; the event stays visible
             log.exception(
                 "delivery of event %s crashed", event.id, extra={"action": "delivery_crash"}

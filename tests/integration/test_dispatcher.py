@@ -1,0 +1,66 @@
+"""The dispatcher on real PostgreSQL, with the unit lookup failing the way a busy pool fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import pytest
+
+from tests.integration.test_journal import Seed
+from vochi_crm.db.database import Database
+from vochi_crm.delivery.dispatcher import Dispatcher
+from vochi_crm.errors import StorageUnavailable
+from vochi_crm.settings import DeliverySettings
+from vochi_crm.units import Unit
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def seed(database_url: str) -> Iterator[Seed]:
+    s = Seed(database_url)
+    s.unit("0367")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await database.open()
+    yield database
+    await database.close()
+
+
+async def test_a_storage_failure_in_one_delivery_postpones_it_and_the_dispatcher_goes_on(
+    db: Database, seed: Seed
+) -> None:
+    event = seed.event("0367", "a", "hangup", "pending", attempts=0, progress=0,
+                       age=timedelta(seconds=1), last_error=None)
+    lookups: list[str] = []
+
+    async def lookup(number: str) -> Unit | None:
+        lookups.append(number)
+        raise StorageUnavailable("no database connection available in time")
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    dispatcher = Dispatcher(db, DeliverySettings(lease_seconds=60, poll_seconds=0.2), lookup)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        async with asyncio.timeout(10):
+            while not lookups or dispatcher._running:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # a few more wake-ups: the dispatcher is still leading
+        assert dispatcher.leader and not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        loop.set_exception_handler(None)
+    # neither finished nor failed nor counted as an attempt: its lease brings it back
+    assert seed.status(event) == ("processing", 0, 0, None)
+    assert lookups == ["0367"]
+    assert unhandled == []
