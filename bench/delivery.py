@@ -202,6 +202,13 @@ def queue_figures(database_url: str, prefix: str) -> dict[str, Any]:
                 like,
             ).fetchall()
         )
+        errors = dict(
+            conn.execute(
+                "SELECT last_error, count(*) FROM retailcrm_events WHERE call_unique_id LIKE %s "
+                "AND status = 'failed' GROUP BY last_error ORDER BY count(*) DESC LIMIT 5",
+                like,
+            ).fetchall()
+        )
         row = conn.execute(
             """
             SELECT EXTRACT(EPOCH FROM max(updated_at) - min(received_at)),
@@ -221,6 +228,7 @@ def queue_figures(database_url: str, prefix: str) -> dict[str, Any]:
     delivered = by_status.get("delivered", 0)
     return {
         "events_by_status": by_status,
+        **({"failures (most common last_error)": errors} if errors else {}),
         "first_received_to_last_finished_s": round(span_all, 3),
         "events_finished_per_s": round(finished / span_all) if span_all else None,
         "events_delivered_per_s": round(delivered / span_delivered) if span_delivered else None,

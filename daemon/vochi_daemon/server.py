@@ -19,6 +19,10 @@ def serve(settings: Settings, *, notice: Notice | None = None) -> None:
         level=settings.daemon.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if settings.daemon.log_level != "debug":
+        # httpx logs every request at INFO: one line per RetailCRM call, which the journal
+        # (integration_logs) already records with its outcome
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings, notice=notice)
     config = uvicorn.Config(
         IngestFastPath(app, settings.daemon.trusted_proxy_networks()),

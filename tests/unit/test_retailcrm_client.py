@@ -77,6 +77,10 @@ def journal() -> list[Exchange]:
 
 
 def client(journal: list[Exchange] | None = None, **kwargs: Any) -> RetailCrmClient:
+    # vcrpy replays by patching httpx's own transport classes, so cassette tests use httpx's
+    # transport; the client's default LeanTransport is tested on real sockets in
+    # tests/integration/test_lean_transport.py
+    kwargs.setdefault("transport", httpx.AsyncHTTPTransport())
     hook = journal.append if journal is not None else None
     return RetailCrmClient(BASE, KEY, on_exchange=hook, **kwargs)
 

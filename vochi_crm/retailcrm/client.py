@@ -23,6 +23,7 @@ import json
 import logging
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from vochi_crm.masking import mask_secret
 from vochi_crm.retailcrm.classify import classify, parse_json_object
 from vochi_crm.retailcrm.errors import RetailCrmError, RetailCrmTransient
 from vochi_crm.retailcrm.exchange import Exchange, clip, mask_payload, mask_text
+from vochi_crm.retailcrm.transport import LeanTransport
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class RetailCrmClient:
                 "User-Agent": f"vochi-crm/{__version__}",
             },
             timeout=httpx.Timeout(timeout),
-            transport=transport,
+            transport=transport or default_transport(),
             follow_redirects=False,
             verify=shared_tls_context(),
         )
@@ -284,6 +286,15 @@ def shared_tls_context() -> ssl.SSLContext:
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
+
+
+def default_transport() -> httpx.AsyncBaseTransport | None:
+    """The lean keep-alive transport, unless the environment names a proxy (``HTTPS_PROXY`` …):
+    then httpx's own transport, which knows proxies and ``NO_PROXY``."""
+    proxies = urllib.request.getproxies()
+    if any(scheme in proxies for scheme in ("http", "https", "all")):
+        return None
+    return LeanTransport(ssl_context=shared_tls_context())
 
 
 def normalise_base_url(value: str) -> str:
