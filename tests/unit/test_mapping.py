@@ -611,11 +611,28 @@ def test_hangup_without_phone_uses_the_state_or_is_unmappable() -> None:
     with pytest.raises(UnmappableEvent) as err:
         plan_event("hangup", body, UM)
     assert err.value.field == "Phone"
-    for anonymous in ("anonymous", "<unknown>", ""):
-        with pytest.raises(UnmappableEvent):
-            plan_event("hangup", {**body, "Phone": anonymous}, UM)
     plan = plan_event("hangup", body, UM, CallState(phone=PHONE))
     assert uploads_of(plan)[0]["phone"] == PHONE
+
+
+@pytest.mark.parametrize("kind", ["dial", "hangup", "download"])
+@pytest.mark.parametrize("hidden", ["anonymous", "<unknown>", "", "Restricted", None])
+def test_an_incoming_call_with_a_hidden_number_is_skipped(kind: str, hidden: str | None) -> None:
+    body = {"UniqueId": UID, "Phone": hidden, "CallType": 0, "CallStatus": "2",
+            "StartTime": ts(0), "EndTime": ts(30), "Extensions": ["151"]}
+    plan = plan_event(kind, body, UM)
+    assert plan.requests == ()
+    assert plan.skip is not None and plan.skip.code is SkipCode.ANONYMOUS_CALLER
+    assert (hidden or "empty") in plan.skip.detail
+
+
+@pytest.mark.parametrize("kind", ["dial", "hangup"])
+def test_an_outgoing_call_without_a_number_stays_unmappable(kind: str) -> None:
+    body = {"UniqueId": UID, "Phone": "anonymous", "CallType": 1, "CallStatus": "2",
+            "StartTime": ts(0), "EndTime": ts(30), "Extensions": ["151"]}
+    with pytest.raises(UnmappableEvent) as err:
+        plan_event(kind, body, UM)
+    assert err.value.field == "Phone"
 
 
 @pytest.mark.parametrize("kind", ["hangup", "download"])

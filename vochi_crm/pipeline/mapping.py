@@ -21,6 +21,9 @@ Rules:
   external leg of a transferred call and is mapped as a real call (direction from the state, else
   ``in``). An outgoing leg with no extension anywhere is a follow-me/forwarding leg of another
   call, not somebody's call: skipped.
+* An incoming call whose ``Phone`` is there but holds no digits ("anonymous", "<unknown>", empty)
+  is a hidden caller id: skipped (``anonymous_caller``), since RetailCRM takes no call without a
+  number. A ``Phone`` missing from the payload altogether is a broken event: unmappable.
 * ``call/event`` needs ``codes`` or ``userIds``; with nobody to address the pop-up part is left out.
 
 Error split: odd or incomplete input never raises; it yields a :class:`Plan` with a ``skip``
@@ -141,9 +144,7 @@ def _on_dial(kind: str, payload: Mapping[str, Any], state: CallState, ctx: _Cont
         return _skip(new, SkipCode.INTERNAL_CALL, f"dial to extension {raw_phone}")
     phone = p.phone_digits(raw_phone) or state.phone
     if phone is None:
-        if call_type == 2:
-            return _skip(new, SkipCode.INTERNAL_CALL, "CallType 2 with no external number")
-        raise UnmappableEvent("Phone", "a dial needs the external party's number")
+        return _no_phone("dial", payload, call_type, new)
     direction = _direction(call_type, state)
     new = new.evolve(phone=phone, direction=direction)
     trunk = new.trunk
@@ -216,9 +217,7 @@ def _on_end(kind: str, payload: Mapping[str, Any], state: CallState, ctx: _Conte
         return _skip(new, SkipCode.INTERNAL_CALL, f"the other side is extension {raw_phone}")
     phone = p.phone_digits(raw_phone) or state.phone
     if phone is None:
-        if call_type == 2:
-            return _skip(new, SkipCode.INTERNAL_CALL, "CallType 2 with no external number")
-        raise UnmappableEvent("Phone", f"a {kind} needs the external party's number")
+        return _no_phone(kind, payload, call_type, new)
     direction = _direction(call_type, state)
     result = outcome(payload, state)
     hangup_exts = p.extensions(payload)
@@ -342,6 +341,18 @@ def _clean_user_map(user_map: Mapping[str, int]) -> dict[str, int]:
 
 def _plan(state: CallState, event: dict[str, Any]) -> Plan:
     return Plan((CallEventRequest(event),), state)
+
+
+def _no_phone(kind: str, payload: Mapping[str, Any], call_type: int | None, state: CallState) -> Plan:
+    """No external number in the event nor earlier in the call."""
+    if call_type == 2:
+        return _skip(state, SkipCode.INTERNAL_CALL, "CallType 2 with no external number")
+    if call_type == 0 and "Phone" in payload:
+        # a hidden caller id ("anonymous", "<unknown>", empty): RetailCRM needs a number for both
+        # the pop-up and the history, so there is nothing to send — and nothing a replay can fix
+        shown = p.text(payload, "Phone") or "empty"
+        return _skip(state, SkipCode.ANONYMOUS_CALLER, f"the caller's number is hidden ({shown})")
+    raise UnmappableEvent("Phone", f"a {kind} needs the external party's number")
 
 
 def _skip(state: CallState, code: SkipCode, detail: str) -> Plan:

@@ -95,6 +95,8 @@ class SkipCode(StrEnum):
     ALREADY_NOTIFIED = "already_notified"
     NO_CALLING_EXTENSION = "no_calling_extension"
     NOBODY_TO_NOTIFY = "nobody_to_notify"
+    ANONYMOUS_CALLER = "anonymous_caller"
+    """An incoming call with a hidden number: RetailCRM takes no call without a phone."""
 
 
 @dataclass(frozen=True)
