@@ -108,13 +108,21 @@ class Callbacks:
         if not client_id:
             raise CallbackRefused("clientId is missing")
         given = client_id.encode()
-        match: str | None = None
+        matches: list[str] = []
         for secret, number in await self._index.get(_INDEX_KEY):
             # every entry is compared, whatever matched before: the time does not depend on it
-            if hmac.compare_digest(secret, given) and match is None:
-                match = number
-        if match is None:
+            if hmac.compare_digest(secret, given):
+                matches.append(number)
+        if not matches:
             raise CallbackRefused("unknown clientId")
+        if len(matches) > 1:  # config writes refuse this; rows written around them may not
+            log.error(
+                "one clientId is set on units %s: make-call refused until it is made unique",
+                ", ".join(matches),
+                extra={"action": "make_call"},
+            )
+            raise CallbackRefused("the clientId is not unique")
+        match = matches[0]
         try:
             unit = await self._unit(match)
         except NotFound:

@@ -135,6 +135,8 @@ class ConfigService:
                 config = apply_change(unit.retailcrm, change)
                 if self.write_hook is not None:
                     config = self.write_hook.prepare(unit.retailcrm, config)
+                if config.client_id and config.client_id != unit.retailcrm.client_id:
+                    await self._require_unique_client_id(conn, number, config.client_id)
                 stored = self._box.seal_stored(
                     to_stored(config, unit.stored_retailcrm), unit.stored_retailcrm, number
                 )
@@ -157,6 +159,17 @@ class ConfigService:
                         )
                     return written
         raise Conflict(f"the config of unit {number} kept changing under us; try again")
+
+    async def _require_unique_client_id(self, conn: Conn, number: str, client_id: str) -> None:
+        """The ``clientId`` is how RetailCRM's callbacks name a unit (make-call starts calls on its
+        PBX): two units must never share one. Keys may be sealed, so compare after opening."""
+        cur = await conn.execute(queries.UNITS_LIST)
+        for row in await cur.fetchall():
+            other = unit_from_row(row, self._box)
+            if other.number != number and other.retailcrm.client_id == client_id:
+                raise InvalidInput.one(
+                    "client_id", f"is already the clientId of unit {other.number}; use another"
+                )
 
 
 async def _notify(conn: Conn, number: str) -> None:

@@ -263,3 +263,33 @@ async def test_the_client_id_index_follows_config_changes(setup: Setup) -> None:
     assert (await setup.http.get("/retailcrm/status", params=params)).status_code == 403
     fresh = {**params, "clientId": "a-brand-new-client-id-0000000000"}
     assert (await setup.http.get("/retailcrm/status", params=fresh)).status_code == 200
+
+
+async def test_one_client_id_is_never_given_to_two_units(setup: Setup, database_url: str) -> None:
+    from vochi_crm.errors import InvalidInput
+
+    # a config write refuses it (config set, the admin API and config import share this path)
+    with pytest.raises(InvalidInput) as err:
+        await setup.runtime.configs.update(
+            "0368", change_from_values({"client_id": setup.client_id})
+        )
+    assert err.value.fields[0].field == "client_id" and "0367" in err.value.fields[0].message
+    other = (await setup.runtime.units.get("0368")).retailcrm.client_id
+    assert other and other != setup.client_id
+    # a row written around the use-cases (by hand, by another tool) makes make-call refuse both
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE enterprises SET integrations_config = jsonb_set(integrations_config, "
+            "'{retailcrm,client_id}', to_jsonb(%s::text)) WHERE number = '0368'",
+            (setup.client_id,),
+        )
+    setup.runtime.callbacks.forget("0368")
+    setup.runtime.config_cache.invalidate("0368")
+    response = await setup.http.get(
+        "/retailcrm/make-call",
+        params={"clientId": setup.client_id, "code": "151", "phone": PHONE, "userId": "16"},
+    )
+    assert response.status_code == 403, response.text
+    assert "not unique" in response.text
+    await setup.settle()
+    assert setup.pbx.asterisk.raw == []
