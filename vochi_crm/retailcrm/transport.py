@@ -76,10 +76,19 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None or self._waiter.done():
+            # a second answer in the same read as the first, nobody asked for it: it must not
+            # reach the answer already delivered (the callbacks below skip it) nor the next one
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if not self.closed:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.closed:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer: the real one follows
             self._headers.clear()
@@ -90,6 +99,8 @@ class _Connection(asyncio.Protocol):
         self._until_eof = b"content-length" not in names and b"transfer-encoding" not in names
 
     def on_body(self, body: bytes) -> None:
+        if self.closed:
+            return
         self._size += len(body)
         if self._size > MAX_BODY:
             self._fail(httpx.RemoteProtocolError(f"response body over {MAX_BODY} bytes"))
@@ -217,14 +228,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
+    async def _connect(self, origin: Origin, connect_timeout: float | None) -> _Connection:
         scheme, host, port = origin
         tls: dict[str, Any] = {}
         if scheme == "https":
             tls = {"ssl": self._ssl or ssl.create_default_context(), "server_hostname": host}
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(_Connection, host, port, **tls)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {host}:{port} in time") from None
