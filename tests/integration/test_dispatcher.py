@@ -40,9 +40,11 @@ async def test_a_storage_failure_in_one_delivery_postpones_it_and_the_dispatcher
     event = seed.event("0367", "a", "hangup", "pending", attempts=0, progress=0,
                        age=timedelta(seconds=1), last_error=None)
     lookups: list[str] = []
+    looked_up = asyncio.Event()
 
     async def lookup(number: str) -> Unit | None:
         lookups.append(number)
+        looked_up.set()
         raise StorageUnavailable("no database connection available in time")
 
     loop = asyncio.get_running_loop()
@@ -52,10 +54,9 @@ async def test_a_storage_failure_in_one_delivery_postpones_it_and_the_dispatcher
     task = asyncio.create_task(dispatcher.run())
     try:
         async with asyncio.timeout(10):
-            while not lookups or dispatcher._running:
-                await asyncio.sleep(0.05)
+            await looked_up.wait()
         await asyncio.sleep(0.3)  # a few more wake-ups: the dispatcher is still leading
-        assert dispatcher.leader and not task.done()
+        assert dispatcher.leader and not task.done() and not dispatcher._running
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -343,7 +343,9 @@ def _plan(state: CallState, event: dict[str, Any]) -> Plan:
     return Plan((CallEventRequest(event),), state)
 
 
-def _no_phone(kind: str, payload: Mapping[str, Any], call_type: int | None, state: CallState) -> Plan:
+def _no_phone(
+    kind: str, payload: Mapping[str, Any], call_type: int | None, state: CallState
+) -> Plan:
     """No external number in the event nor earlier in the call."""
     if call_type == 2:
         return _skip(state, SkipCode.INTERNAL_CALL, "CallType 2 with no external number")
