@@ -130,3 +130,28 @@ def _delay(raw_event: dict[str, Any]) -> float:
     if "delay_ms" in raw_event:
         return float(raw_event["delay_ms"]) / 1000.0
     return float(raw_event.get("delay", 0.0))
+
+
+class LegBook:
+    """What the worker reads from the queue table to link follow-me legs
+    (:mod:`vochi_crm.pipeline.linking`), kept from a replay of events in arrival order: call
+    :meth:`link` for each event before mapping it."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, datetime] = {}
+        self._bridges: list[tuple[str, datetime, dict[str, Any]]] = []
+
+    def link(self, event_type: str, payload: dict[str, Any], state: Any, at: datetime) -> Any:
+        """``state`` (a ``CallState``) with an answer found on another call's leg, if any."""
+        from vochi_crm.pipeline.linking import Leg, customer_to_link, link_answer
+
+        unique_id = str(payload.get("UniqueId") or "")
+        first = self._first.setdefault(unique_id, at)
+        if event_type == "bridge":
+            self._bridges.append((unique_id, at, payload))
+        customer = customer_to_link(event_type, payload, state)
+        if customer is None:
+            return state
+        legs = [Leg(data, when) for uid, when, data in self._bridges
+                if uid != unique_id and first <= when <= at]
+        return link_answer(state, customer, legs)

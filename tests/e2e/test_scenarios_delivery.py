@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.daemons import Daemon, cli, running_daemon, scrubbed_env
-from tests.scenarios import load_scenario, scenario_names
+from tests.scenarios import LegBook, load_scenario, scenario_names
 from tests.simulator_helpers import SimControl
 from vochi_crm.events import QUEUED_TYPES
 from vochi_crm.pipeline.callstate import CallState
@@ -55,13 +55,15 @@ def daemon(database_url: str, simulator: str, tmp_path: Path) -> Iterator[Daemon
 def expected_requests(events: list[tuple[str, dict[str, Any]]]) -> dict[str, list[Any]]:
     """Fold the pure mapping over the events of each call, as the worker does."""
     states: dict[str, CallState] = defaultdict(CallState)
+    legs = LegBook()
     planned: dict[str, list[Any]] = defaultdict(list)
     for event_type, payload in events:
         unique_id = payload.get("UniqueId")
         if event_type not in QUEUED_TYPES or not unique_id:
             continue
-        plan = plan_event(event_type, payload, MAPPING, states[unique_id],
-                          received_at=datetime.now())
+        now = datetime.now()
+        state = legs.link(event_type, payload, states[unique_id], now)
+        plan = plan_event(event_type, payload, MAPPING, state, received_at=now)
         states[unique_id] = plan.state
         for request in plan.requests:
             body = request.event if isinstance(request, CallEventRequest) else request.calls

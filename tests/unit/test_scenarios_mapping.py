@@ -125,11 +125,14 @@ EXPECTED: dict[str, list[PlannedRequest]] = {
         upload(date=ts(1), type="in", phone=A, result="no answer", duration=0, userId=16,
                externalId="1757773201.91"),
     ],
-    # followme: incoming .70 with no dial; its legs .71 (→151, bridged), .72/.73 (→ mobiles).
-    # The mobile legs have no extension: skipped. .70 itself has no CallStatus, no bridge of its
-    # own and no extension: history with result "unknown", no pop-up (nobody to address).
+    # followme: incoming .70 with no dial; the PBX rings 151 on its own leg .71 (bridged with the
+    # customer at 3.6 s) and two mobiles on .72/.73 (no extension: skipped). .70's own events never
+    # say who answered; the .71 leg does (vochi_crm.pipeline.linking): the hangup goes to 151, the
+    # history is answered by user 16, 15 s in all of which 3 s waiting.
     "followme_call": [
-        upload(date=ts(0), type="in", phone=A, result="unknown", externalId="1757773000.70"),
+        hangup(A, ["151"], "answered", "1757773000.70"),
+        upload(date=ts(0), type="in", phone=A, result="answered", duration=15, durationWaiting=3,
+               userId=16, externalId="1757773000.70"),
     ],
     # simple_incoming: synthetic (no CallStatus, no times): answered by 151 per the bridge;
     # duration and waiting from the times the events arrived (12.5 s and 2.5 s, whole seconds).
@@ -187,11 +190,13 @@ SKIPS: dict[str, list[SkipCode | None]] = {
 def replay(name: str) -> tuple[list[PlannedRequest], list[SkipCode | None]]:
     scenario = S.load_scenario(name, unique_id=UID, base_time=T0)
     states: dict[str, CallState] = {}
+    legs = S.LegBook()
     requests: list[PlannedRequest] = []
     skips: list[SkipCode | None] = []
     for event in scenario.events:
         uid = event.data.get("UniqueId") or ""
-        plan = plan_event(event.event_type, event.data, UM, states.get(uid), received_at=event.at)
+        state = legs.link(event.event_type, event.data, states.get(uid, CallState()), event.at)
+        plan = plan_event(event.event_type, event.data, UM, state, received_at=event.at)
         if uid:
             states[uid] = plan.state
         requests.extend(plan.requests)

@@ -51,6 +51,7 @@ class Dispatcher:
         self.metrics = DeliveryMetrics()
         self.accounts = Accounts(settings)
         self.worker = EventWorker(self.accounts, self.metrics, settings)
+        self.worker.legs = self.store.linked_legs
         self.leader = False
         self._wake = asyncio.Event()
         self._results: asyncio.Queue[EventResult] = asyncio.Queue()

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from vochi_crm.db import queries
 from vochi_crm.db.database import Database
+from vochi_crm.pipeline.linking import MAX_LEGS, Leg
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,17 @@ class DeliveryStore:
         async with self._db.transaction() as conn:
             cur = await conn.execute(queries.EVENTS_RECLAIM)
             return cur.rowcount
+
+    async def linked_legs(self, unit: str, call: str, until: datetime) -> list[Leg]:
+        """Bridges of the unit's other calls between ``call``'s first event and ``until``."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                queries.LINKED_LEGS,
+                {"unit": unit, "call": call, "until": until, "limit": MAX_LEGS},
+            )
+            rows = await cur.fetchall()
+        # the mapping works on the PBX's wall clock (see EventWorker.handle)
+        return [Leg(r["payload"], r["received_at"].astimezone().replace(tzinfo=None)) for r in rows]
 
     async def wake_unit(self, unit: str) -> None:
         """Make a unit's postponed events due now (its config changed: it may work again)."""

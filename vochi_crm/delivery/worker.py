@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from vochi_crm.delivery.accounts import Account, Accounts
 from vochi_crm.delivery.metrics import DeliveryMetrics
 from vochi_crm.delivery.store import ClaimedEvent, EventResult, JournalEntry
 from vochi_crm.pipeline.callstate import CallState
+from vochi_crm.pipeline.linking import Leg, customer_to_link, link_answer
 from vochi_crm.pipeline.mapping import is_live, plan_event
 from vochi_crm.pipeline.plan import CallEventRequest, PlannedRequest, UnmappableEvent
 from vochi_crm.pipeline.policy import (
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from vochi_crm.registration.delivery import ModuleDelivery
 
 MAX_RATE_WAIT = 5.0
+LegLookup = Callable[[str, str, datetime], Awaitable[list[Leg]]]
+"""(unit, UniqueId, until) → bridges of the unit's other calls (DeliveryStore.linked_legs)."""
 
 
 def error_class(exc: RetailCrmError) -> ErrorClass:
@@ -66,6 +70,8 @@ class EventWorker:
         self._next_probe: dict[str, float] = {}
         self.modules: ModuleDelivery | None = None
         """Handles register_module/delete_module events (set by the runtime)."""
+        self.legs: LegLookup | None = None
+        """Finds follow-me legs that answered a call (set by the dispatcher)."""
 
     async def handle(self, event: ClaimedEvent, unit: Unit | None) -> EventResult:
         if event.event_type in MODULE_EVENTS and self.modules is not None:
@@ -81,6 +87,10 @@ class EventWorker:
             return self._postpone(event, self._next_probe[unit.number], "unit paused")
 
         state = CallState.from_dict(event.call_state)
+        customer = customer_to_link(event.event_type, event.payload, state)
+        if customer is not None and self.legs is not None:
+            legs = await self.legs(unit.number, event.call_unique_id, event.received_at)
+            state = link_answer(state, customer, legs)
         try:
             plan = plan_event(
                 event.event_type,
