@@ -15,13 +15,18 @@ much of what the simulator can take the pipeline achieves.
 Order check: from the simulator's journal, per call, the successful requests must be exactly
 ``in`` < ``hangup`` < ``calls/upload`` (journal sequence numbers).
 
-    python bench/delivery.py [--calls 2000] [--units 100] [--profile daemon.txt]
+    python bench/delivery.py [--calls 2000] [--units 100] [--split] [--profile daemon.txt]
+
+``--split`` runs ingest and delivery in two daemon processes (the calls are posted to an instance
+with ``VOCHI_DELIVERY__ENABLED=false``; the other one delivers), as a deployment with separate
+ingest and delivery instances would.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter, defaultdict
@@ -306,41 +311,57 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=240, help="max seconds to drain")
     parser.add_argument("--profile", type=Path, help="py-spy the daemon while it works, here")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="ingest and delivery in two daemon processes: the events are posted to a second "
+        "instance started with VOCHI_DELIVERY__ENABLED=false",
+    )
     args = parser.parse_args()
 
-    results: dict[str, Any] = {"calls": args.calls, "units": args.units}
+    results: dict[str, Any] = {"calls": args.calls, "units": args.units, "split": args.split}
     with throwaway_postgres() as admin, fresh_database(admin) as url, simulator() as sim:
         add_units(url, args.units, sim.url)
         base = simulator_capacity(sim.url, args.units, args.calls, args.baseline_concurrency)
         results["baseline (direct to simulator)"] = base
         time.sleep(1.5)  # let the simulator's per-key one-second windows empty
-        with daemon(url) as svc:
+        with contextlib.ExitStack() as stack:
+            svc = stack.enter_context(daemon(url))
+            front = (
+                stack.enter_context(daemon(url, VOCHI_DELIVERY__ENABLED="false"))
+                if args.split
+                else svc
+            )
             # warm-up: one call per unit, so each account's HTTP client exists before timing
             started = time.perf_counter()
-            run_async(post_calls(svc.url, calls("warm", args.units, args.units), 16))
+            run_async(post_calls(front.url, calls("warm", args.units, args.units), 16))
             wait_drained(svc, args.timeout)
             results["warm-up (1 call per unit) s"] = round(time.perf_counter() - started, 2)
-            watched = [svc.pid, sim.pid, *postgres_pids()]
+            daemons = sorted({svc.pid, front.pid})
+            watched = [*daemons, sim.pid, *postgres_pids()]
             cpu0, t0 = cpu_seconds(watched), time.monotonic()
             with py_spy(svc.pid, args.profile, int(args.timeout)):
-                posted = run_async(
-                    post_calls(svc.url, calls("e2e", args.calls, args.units), args.post_concurrency)
-                )
+                todo = calls("e2e", args.calls, args.units)
+                posted = run_async(post_calls(front.url, todo, args.post_concurrency))
                 stats = wait_drained(svc, args.timeout)
             cpu1, wall = cpu_seconds(watched), time.monotonic() - t0
             results["posting"] = posted
             results.update(queue_figures(url, "e2e-"))
             results.update(journal_figures(sim.url, "e2e-"))
             results["rate_limit_waits"] = stats.get("rate_limit_waits")
+            groups = [("daemon", [svc.pid])]
+            if args.split:
+                groups = [("daemon (delivery)", [svc.pid]), ("daemon (ingest)", [front.pid])]
+            groups += [
+                ("simulator", [sim.pid]),
+                ("postgres", [p for p in watched if p not in (*daemons, sim.pid)]),
+            ]
             used = {
                 name: cpu_used({p: cpu0[p] for p in pids if p in cpu0}, cpu1)
-                for name, pids in (
-                    ("daemon", [svc.pid]),
-                    ("simulator", [sim.pid]),
-                    ("postgres", [p for p in watched if p not in (svc.pid, sim.pid)]),
-                )
+                for name, pids in groups
             }
             results["cpu_share (post+drain)"] = {k: f"{v / wall:.0%}" for k, v in used.items()}
+            used["daemon"] = cpu_used({p: cpu0[p] for p in daemons}, cpu1)
             events = posted["events"]
             results["daemon CPU µs per event (ingest + delivery)"] = round(
                 used["daemon"] / events * 1e6

@@ -223,6 +223,13 @@ class Runtime:
         self.ingest.start()
 
     def start_delivery(self) -> None:
+        if not self.settings.delivery.enabled:
+            log.info(
+                "delivery is off on this instance (VOCHI_DELIVERY__ENABLED=false): events are "
+                "stored here and delivered by another instance",
+                extra={"action": "delivery_disabled"},
+            )
+            return
         self.dispatcher = Dispatcher(self.db, self.settings.delivery, self._unit_or_none_cached)
         self.dispatcher.worker.modules = ModuleDelivery(
             self.units,

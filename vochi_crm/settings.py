@@ -7,9 +7,6 @@ Environment variables use the ``VOCHI_`` prefix; nested groups use a double unde
 from __future__ import annotations
 
 import ipaddress
-import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,7 +23,6 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from vochi_crm.errors import FieldError, InvalidInput
-from vochi_crm.masking import mask_dsn, mask_secret
 
 ENV_PREFIX = "VOCHI_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -113,6 +109,11 @@ class DatabaseSettings(BaseModel):
 class DeliverySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    enabled: bool = Field(
+        True,
+        description="Whether this instance delivers (competes for the dispatcher's lock); false "
+        "makes an ingest/API-only instance, for running ingest and delivery in separate processes.",
+    )
     retailcrm_timeout_seconds: float = Field(
         2.5, gt=0, le=30, description="Hard timeout of one RetailCRM request (DESIGN: 2–3 s)."
     )
@@ -396,57 +397,3 @@ def _group_of(message: str) -> str:
 
 def env_name(path: tuple[str, ...]) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(p.upper() for p in path)
-
-
-@dataclass(frozen=True)
-class SettingSource:
-    """One effective setting: its environment variable, shown value and where it came from."""
-
-    name: str
-    env: str
-    value: str | None
-    source: Literal["env", "override", "default"]
-    description: str
-
-
-def describe_sources(
-    settings: Settings, overrides: Mapping[str, Any] | None = None
-) -> list[SettingSource]:
-    """Every leaf setting with its (masked) effective value and origin."""
-    env = {k.upper(): v for k, v in os.environ.items()}
-    overridden = set(overrides or {})
-    return list(_walk(settings, (), env, overridden))
-
-
-def _walk(
-    model: BaseModel, prefix: tuple[str, ...], env: Mapping[str, str], overridden: set[str]
-) -> Iterator[SettingSource]:
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        path = (*prefix, name)
-        if isinstance(value, BaseModel):
-            yield from _walk(value, path, env, overridden)
-            continue
-        env_var = env_name(path)
-        if path[0] in overridden:
-            source: Literal["env", "override", "default"] = "override"
-        elif env_var in env:
-            source = "env"
-        else:
-            source = "default"
-        yield SettingSource(
-            name=".".join(path),
-            env=env_var,
-            value=_show(name, value),
-            source=source,
-            description=info.description or "",
-        )
-
-
-def _show(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, SecretStr):
-        raw = value.get_secret_value()
-        return mask_dsn(raw) if name == "database_url" else mask_secret(raw)
-    return str(value)

@@ -65,3 +65,29 @@ async def test_a_storage_failure_in_one_delivery_postpones_it_and_the_dispatcher
     assert seed.status(event) == ("processing", 0, 0, None)
     assert lookups == ["0367"]
     assert unhandled == []
+
+
+async def test_an_instance_with_delivery_off_stores_events_and_never_leads(
+    env: dict[str, str], seed: Seed
+) -> None:
+    import httpx
+
+    from vochi_crm.settings import load_settings
+    from vochi_daemon.app import create_app
+
+    app = create_app(load_settings(delivery={"enabled": False, "poll_seconds": 0.1}))
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as http:
+            answer = await http.post("/api/events", json={
+                "enterprise_number": "0367", "event_type": "hangup",
+                "payload": {"UniqueId": "1.1", "Phone": "375291112233", "CallType": 0}})
+            assert answer.status_code == 202, answer.text
+            await asyncio.sleep(0.5)  # a delivering instance would have claimed it by now
+            stats = (await http.get("/stats")).json()
+    assert runtime.dispatcher is None and stats["delivery"] is None
+    row = seed.conn.execute(
+        "SELECT status, leased_by FROM retailcrm_events WHERE call_unique_id = '1.1'"
+    ).fetchone()
+    assert row == ("pending", None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vochi_crm.settings import Settings, describe_sources
+from vochi_crm.settings import Settings
+from vochi_crm.settings_sources import describe_sources
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

@@ -14,11 +14,10 @@ from vochi_crm.settings import (
     DaemonSettings,
     DatabaseSettings,
     Settings,
-    SettingSource,
-    describe_sources,
     env_name,
     load_settings,
 )
+from vochi_crm.settings_sources import SettingSource, describe_sources
 
 ALL_NAMES = {
     "database_url",
@@ -40,6 +39,7 @@ ALL_NAMES = {
     "retailcrm.module_name",
     "retailcrm.logo_url",
     "retailcrm.check_deadline_seconds",
+    "delivery.enabled",
     "delivery.retailcrm_timeout_seconds",
     "delivery.ring_ttl_seconds",
     "delivery.max_age_hours",

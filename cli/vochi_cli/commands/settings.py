@@ -16,7 +16,7 @@ def show_settings(
 
     Example: VOCHI_DAEMON__PORT=9000 vochi-crm settings
     """
-    from vochi_crm.settings import describe_sources
+    from vochi_crm.settings_sources import describe_sources
 
     sources = describe_sources(core.settings())
     if as_json:
