@@ -89,7 +89,7 @@ class SnapshotCache(Generic[K, V]):
         if pending is None:
             pending = asyncio.ensure_future(self._load(key))
             self._inflight[key] = pending
-            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
+            pending.add_done_callback(lambda done: self._load_done(key, done))
         # shielded: a caller that gives up does not cancel the load the others wait for
         return await asyncio.shield(pending)
 
@@ -146,6 +146,10 @@ class SnapshotCache(Generic[K, V]):
 
     def stats(self) -> dict[str, float | int | None]:
         return self.metrics.as_dict(len(self._snapshot))
+
+    def _load_done(self, key: K, done: asyncio.Future[V]) -> None:
+        if self._inflight.get(key) is done:  # not a newer load started after an invalidation
+            del self._inflight[key]
 
     async def _load(self, key: K) -> V:
         global_epoch, epoch = self._global_epoch, self._epochs.get(key, 0)

@@ -230,6 +230,26 @@ async def test_cancelled_first_caller_does_not_cancel_the_other_waiters() -> Non
         await leader
 
 
+async def test_an_old_load_finishing_late_does_not_unregister_the_newer_one() -> None:
+    cache, source, _ = make({"a": "A1"})
+    old_gate, new_gate = asyncio.Event(), asyncio.Event()
+    source.gate = old_gate
+    first = asyncio.create_task(cache.get("a"))
+    await settle()
+    source.values["a"] = "A2"
+    cache.invalidate("a")
+    source.gate = new_gate
+    second = asyncio.create_task(cache.get("a"))  # a fresh load of the new version
+    await settle()
+    old_gate.set()  # the stale load ends while the fresh one is still in flight
+    assert await asyncio.wait_for(first, 2) == "A1"
+    third = asyncio.create_task(cache.get("a"))  # must join the fresh load, not start another
+    await settle()
+    new_gate.set()
+    assert await asyncio.wait_for(asyncio.gather(second, third), 2) == ["A2", "A2"]
+    assert source.one_calls == ["a", "a"]
+
+
 # -- expiry and invalidation ---------------------------------------------------------------------
 
 
