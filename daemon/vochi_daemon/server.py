@@ -4,6 +4,7 @@ user)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import uvicorn
@@ -37,4 +38,9 @@ def serve(settings: Settings, *, notice: Notice | None = None) -> None:
         # by VOCHI_DAEMON__TRUSTED_PROXIES; uvicorn's own rewriting would hide the proxy from it
         proxy_headers=False,
     )
+    # Everything imported and built so far (FastAPI, pydantic, the app) lives as long as the
+    # process: keep it out of the cyclic GC's scans, or each full collection walks it all and
+    # stalls every request in flight for milliseconds (docs/performance.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(config).run()
