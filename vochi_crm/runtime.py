@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -280,11 +280,10 @@ class Runtime:
     async def _unit_or_none_cached(self, number: str) -> Unit | None:
         return await self._cached(self.config_cache, number, self._unit_or_none)
 
-    def _spawn(self, work: Awaitable[None], name: str) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run(), name=name)
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        # the coroutine itself, not a wrapper awaiting it: a task cancelled before its first step
+        # (at shutdown) then closes it instead of leaving it "never awaited"
+        task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
