@@ -120,6 +120,25 @@ def test_config_writes_queue_registrations_once_and_keep_one_client_id(
     assert len(module_events(database_url)) == 4
 
 
+def test_moving_to_another_account_retires_the_old_client_id(
+    cli: CliRunner, database_url: str
+) -> None:
+    invoke(cli, "config", "set", "0367", "api_url=shop.retailcrm.ru", "api_key=key-0000-abcd",
+           "enabled=true")
+    first = stored_client_id(database_url)
+    invoke(cli, "config", "set", "0367", "api_key=key-1111-abcd")  # same account: same id
+    assert stored_client_id(database_url) == first
+    # another account: the old one keeps our module and this id, which must stop working
+    invoke(cli, "config", "set", "0367", "api_url=other.retailcrm.ru", "api_key=key-2222-abcd")
+    second = stored_client_id(database_url)
+    assert first and second and second != first and len(second) >= 32
+    # an id given in the same write as the move is the operator's choice and kept
+    invoke(cli, "config", "set", "0367", "api_url=third.retailcrm.ru",
+           "client_id=operator-chosen-client-id-0123456789")
+    assert stored_client_id(database_url) == "operator-chosen-client-id-0123456789"
+    assert [e["event_type"] for e in module_events(database_url)] == ["register_module"] * 4
+
+
 def test_register_command_refuses_unknown_and_unconfigured_units(
     cli: CliRunner, database_url: str
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 
 from vochi_crm.db import queries
 from vochi_crm.db.database import Conn
@@ -33,7 +34,19 @@ class ModuleRegistrar:
 
     def prepare(self, before: RetailCrmConfig, after: RetailCrmConfig) -> RetailCrmConfig:
         """Generate the unit's ``clientId`` in the write that enables the integration (or in any
-        later write of an enabled config that still lacks one, e.g. from the original platform)."""
+        later write of an enabled config that still lacks one, e.g. from the original platform).
+
+        A move to another RetailCRM account (``api_url`` changed, the ``clientId`` not set in the
+        same write) gets a new one: the old account keeps our module and its ``clientId`` — we
+        hold no key to reach it any more — and that id must stop starting calls on the PBX.
+        """
+        moved = bool(before.api_url) and after.api_url != before.api_url
+        if moved and before.client_id and after.client_id == before.client_id:
+            log.info(
+                "RetailCRM account changed: a new clientId replaces the one the old account holds",
+                extra={"action": "client_id_rotated"},
+            )
+            after = replace(after, client_id=None)
         return with_client_id(after)
 
     async def written(
