@@ -131,7 +131,9 @@ def running_nginx(workdir: Path, daemon_port: int, port: int | None = None) -> I
     upstream = (NGINX_SNIPPETS / "retailcrm-upstream.conf").read_text()
     upstream = upstream.replace("127.0.0.1:8019", f"127.0.0.1:{daemon_port}")
     (workdir / "retailcrm-upstream.conf").write_text(upstream)
-    shutil.copy(NGINX_SNIPPETS / "retailcrm.conf", workdir / "retailcrm.conf")
+    locations = (NGINX_SNIPPETS / "retailcrm.conf").read_text()
+    locations = locations.replace("/var/log/nginx/access.log", f"{workdir}/logs/access.log")
+    (workdir / "retailcrm.conf").write_text(locations)
     port = port or free_port()
     for name in ("logs", "tmp"):
         (workdir / name).mkdir(exist_ok=True)

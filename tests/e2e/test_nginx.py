@@ -41,6 +41,7 @@ class Stack:
     sshd: Sshd
     sim: SimControl
     database_url: str
+    nginx_dir: Path
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
             with running_nginx(tmp_path / "nginx", daemon_port, nginx_port) as nginx:
                 sim = SimControl(simulator)
                 try:
-                    yield Stack(nginx, daemon, sshd, sim, database_url)
+                    yield Stack(nginx, daemon, sshd, sim, database_url, tmp_path / "nginx")
                 finally:
                     sim.close()
 
@@ -202,6 +203,13 @@ def test_retailcrm_callbacks_through_nginx(stack: Stack) -> None:
         assert forged.status_code == 403
         assert forged.json()["error"] == "Forbidden"
         assert http.get("/retailcrm/status", params={"status": "free"}).status_code == 403
+
+    # nginx logged the callbacks, without their query strings: the clientId is a credential
+    client_id = module["clientId"]
+    access_log = (stack.nginx_dir / "logs" / "access.log").read_text()
+    assert '"GET /retailcrm/make-call HTTP/1.1" 200' in access_log
+    assert "/retailcrm/status HTTP/1.1" in access_log
+    assert client_id not in access_log and "clientId" not in access_log
 
 
 def test_links_and_redirects_carry_the_prefix(stack: Stack) -> None:
