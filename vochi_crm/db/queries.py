@@ -154,12 +154,15 @@ EVENTS_EXTEND_LEASES = """
 UPDATE retailcrm_events SET lease_until = now() + make_interval(secs => %(lease)s)
 WHERE id = ANY(%(ids)s) AND status = 'processing' AND leased_by = %(worker)s"""
 
-# Follow-me: bridges of the unit's other calls during this call's life (vochi_crm.pipeline.linking).
-LINKED_LEGS = """
+# Follow-me: bridges of the unit's other calls with the customer on one side, during this call's
+# life (vochi_crm.pipeline.linking).
+LINKED_LEGS = r"""
 SELECT b.payload, b.received_at
 FROM retailcrm_events b
 WHERE b.enterprise_number = %(unit)s AND b.event_type = 'bridge'
   AND b.call_unique_id <> %(call)s
+  AND %(customer)s IN (regexp_replace(b.payload->>'CallerIDNum', '\D', '', 'g'),
+                       regexp_replace(b.payload->>'ConnectedLineNum', '\D', '', 'g'))
   AND b.received_at >= (SELECT min(c.received_at) FROM retailcrm_events c
                         WHERE c.enterprise_number = %(unit)s AND c.call_unique_id = %(call)s)
   AND b.received_at <= %(until)s

@@ -159,12 +159,16 @@ class DeliveryStore:
             cur = await conn.execute(queries.EVENTS_RECLAIM)
             return cur.rowcount
 
-    async def linked_legs(self, unit: str, call: str, until: datetime) -> list[Leg]:
-        """Bridges of the unit's other calls between ``call``'s first event and ``until``."""
+    async def linked_legs(
+        self, unit: str, call: str, customer: str, until: datetime
+    ) -> list[Leg]:
+        """Bridges of the unit's other calls with ``customer`` (digits) on one side, between
+        ``call``'s first event and ``until``."""
         async with self._db.connection() as conn:
             cur = await conn.execute(
                 queries.LINKED_LEGS,
-                {"unit": unit, "call": call, "until": until, "limit": MAX_LEGS},
+                {"unit": unit, "call": call, "customer": customer, "until": until,
+                 "limit": MAX_LEGS},
             )
             rows = await cur.fetchall()
         # the mapping works on the PBX's wall clock (see EventWorker.handle)

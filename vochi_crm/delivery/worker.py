@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from vochi_crm.registration.delivery import ModuleDelivery
 
 MAX_RATE_WAIT = 5.0
-LegLookup = Callable[[str, str, datetime], Awaitable[list[Leg]]]
-"""(unit, UniqueId, until) → bridges of the unit's other calls (DeliveryStore.linked_legs)."""
+LegLookup = Callable[[str, str, str, datetime], Awaitable[list[Leg]]]
+"""(unit, UniqueId, customer, until) → bridges of the unit's other calls with the customer
+(DeliveryStore.linked_legs)."""
 
 
 def error_class(exc: RetailCrmError) -> ErrorClass:
@@ -89,7 +90,7 @@ class EventWorker:
         state = CallState.from_dict(event.call_state)
         customer = customer_to_link(event.event_type, event.payload, state)
         if customer is not None and self.legs is not None:
-            legs = await self.legs(unit.number, event.call_unique_id, event.received_at)
+            legs = await self.legs(unit.number, event.call_unique_id, customer, event.received_at)
             state = link_answer(state, customer, legs)
         try:
             plan = plan_event(

@@ -25,8 +25,8 @@ from vochi_crm.pipeline import payload as p
 from vochi_crm.pipeline.callstate import CallState
 
 LINKABLE_EVENTS = frozenset({"hangup", "download"})
-MAX_LEGS = 200
-"""Bridges of a unit looked at for one call (a call's lifetime; a busy unit has a few a second)."""
+MAX_LEGS = 50
+"""Bridges with the customer looked at for one call (one per leg that picked up)."""
 
 
 @dataclass(frozen=True)
