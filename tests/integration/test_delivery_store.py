@@ -35,9 +35,9 @@ async def test_linked_legs_are_other_calls_bridges_during_the_call(
     store: DeliveryStore, seed: Seed
 ) -> None:
     def bridge(unit: str, call: str, seconds_ago: int, caller: str) -> None:
+        payload = {"UniqueId": call, "CallerIDNum": caller, "ConnectedLineNum": "151"}
         seed.event(unit, call, "bridge", "skipped", age=timedelta(seconds=seconds_ago),
-                          payload={"UniqueId": call, "CallerIDNum": caller,
-                                   "ConnectedLineNum": "151"})
+                   payload=payload)
 
     customer = "375291110001"
     bridge("0367", "1.69", 50, customer)  # before the call
