@@ -137,7 +137,9 @@ def test_retailcrm_down_then_back(
             assert http.post("/api/events", json=body).status_code == 202
         time.sleep(4)  # RetailCRM is down longer than the ring TTL
         during = len(sim.requests(account="demo", limit=100_000))
-        breaker = delivery(daemon)["accounts"][simulator]["breaker"]
+        breaker = delivery(daemon)["accounts"][f"{simulator} (key ••••{DEMO_API_KEY[-4:]})"][
+            "breaker"
+        ]
         sim.control(account="demo", fail={"mode": "none"})
         wait_drained([daemon], timeout=90)
     final = statuses(database_url)

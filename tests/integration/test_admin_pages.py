@@ -382,3 +382,24 @@ async def test_diagnostics_tell_what_to_do(
     assert "Создайте новый ключ в RetailCRM" in text  # what to do
     assert "Последние ошибки" in text
     assert json.dumps("wrong-key-0000-zzzz")[1:-1] not in text
+
+
+async def test_diagnostics_show_the_accounts_breaker(
+    app: FastAPI, http: httpx.AsyncClient, sim: SimControl
+) -> None:
+    await connect(app, sim, map={"151": 16, "152": 18})
+    sim.control(account="demo", fail={"mode": "503", "count": None})
+    try:
+        for _ in range(3):
+            await post_scenario(http)
+
+        async def held_back() -> str | None:
+            text = (await http.get(f"{UNIT}/diagnostics")).text
+            return text if "RetailCRM не отвечает" in text else None
+
+        text = await eventually(held_back)
+        assert "события ждут и уйдут" in text  # what to do: nothing, it resumes by itself
+        accounts = (await http.get("/stats")).json()["delivery"]["accounts"]
+        assert list(accounts) == [f"{sim.base_url} (key ••••{DEMO_API_KEY[-4:]})"]
+    finally:
+        sim.control(account="demo", fail={"mode": "none"})

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vochi_crm.masking import mask_secret
 from vochi_crm.pipeline.breaker import CircuitBreaker
 from vochi_crm.pipeline.ratelimit import AccountLimiter, RateLimitConfig
 from vochi_crm.retailcrm import RetailCrmClient
@@ -27,9 +28,16 @@ def account_key(config: RetailCrmConfig) -> str:
     return f"{config.api_url}#{digest}"
 
 
+def account_label(config: RetailCrmConfig) -> str:
+    """How ``/stats`` names an account: the address and the key's last four characters (two keys
+    at one address, before and after a key change, stay apart)."""
+    return f"{config.api_url} (key {mask_secret(config.api_key)})"
+
+
 @dataclass
 class Account:
     key: str
+    label: str
     client: RetailCrmClient
     limiter: AccountLimiter
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
@@ -81,6 +89,7 @@ class Accounts:
             assert config.api_key is not None
             account = Account(
                 key=key,
+                label=account_label(config),
                 client=RetailCrmClient(
                     config.api_url,
                     config.api_key,
@@ -101,7 +110,7 @@ class Accounts:
 
     def snapshot(self, now: float) -> dict[str, Any]:
         return {
-            account.key.split("#")[0]: {
+            account.label: {
                 "breaker": account.breaker.snapshot(now),
                 "rate_limit": account.limiter.snapshot(now),
             }

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from vochi_crm.admin_views import JournalQuery, search_events, search_requests
+from vochi_crm.delivery.accounts import account_label
 from vochi_crm.units import Unit
 from vochi_daemon.admin.auth import page_access
 from vochi_daemon.admin.http import ADMIN_PREFIX
@@ -91,7 +92,7 @@ async def diagnostics(request: Request, unit: str) -> Response:
     stats: dict[str, Any] = await runtime.dispatcher.stats() if runtime.dispatcher else {}
     queue = next((q for q in stats.get("queue", []) if q.get("unit") == unit), None)
     per_unit = stats.get("per_unit", {}).get(unit)
-    account = (stats.get("accounts") or {}).get(current.retailcrm.api_url or "")
+    account = (stats.get("accounts") or {}).get(account_label(current.retailcrm))
     breaker = account.get("breaker") if isinstance(account, dict) else None
     paused = next((a for a in stats.get("alerts", []) if a.get("unit") == unit), None)
     tz = zone(request)
