@@ -137,6 +137,16 @@ def test_moving_to_another_account_retires_the_old_client_id(
            "client_id=operator-chosen-client-id-0123456789")
     assert stored_client_id(database_url) == "operator-chosen-client-id-0123456789"
     assert [e["event_type"] for e in module_events(database_url)] == ["register_module"] * 4
+    # each account left behind still has our module: the journal says so, and what to do
+    left = journal(database_url, "delete_module")
+    assert [(r["status"], r["request_data"]["domain"]) for r in left] == [
+        ("error", "https://shop.retailcrm.ru"),
+        ("error", "https://other.retailcrm.ru"),
+    ]
+    assert "moved to another RetailCRM account (https://other.retailcrm.ru)" in left[0][
+        "error_message"]
+    assert "by hand" in left[0]["error_message"]
+    assert "key-0000-abcd" not in str(left) and "key-2222-abcd" not in str(left)
 
 
 def test_register_command_refuses_unknown_and_unconfigured_units(

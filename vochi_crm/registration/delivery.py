@@ -106,9 +106,14 @@ async def send_module(
     return ModuleAttempt(action, module, result, error, entry)
 
 
-def not_sendable(unit: str, config: RetailCrmConfig, site: ModuleSite) -> JournalEntry:
-    """The journal row for a deactivation that cannot be sent: the config (address and key)
-    was deleted, so we can no longer reach the account that has our module."""
+def not_sendable(
+    unit: str,
+    config: RetailCrmConfig,
+    site: ModuleSite,
+    why: str = "the unit's RetailCRM address and key were deleted",
+) -> JournalEntry:
+    """The journal row for a deactivation that cannot be sent to the account in ``config``:
+    we no longer hold its address and key (the config was deleted, or moved to another account)."""
     return JournalEntry(
         unit=unit,
         event_type=DELETE,
@@ -116,8 +121,8 @@ def not_sendable(unit: str, config: RetailCrmConfig, site: ModuleSite) -> Journa
         response=None,
         ok=False,
         error=(
-            "cannot deactivate the RetailCRM module: the unit's RetailCRM address and key were "
-            f"deleted; deactivate '{site.code}' in RetailCRM (Settings → Integration) by hand"
+            f"cannot deactivate the RetailCRM module: {why}; deactivate '{site.code}' in "
+            f"RetailCRM at {config.api_url} (Settings → Integration) by hand"
         ),
         call=MODULE_CALL_ID,
         phone=None,

@@ -16,6 +16,8 @@ from dataclasses import replace
 
 from vochi_crm.db import queries
 from vochi_crm.db.database import Conn
+from vochi_crm.delivery.store import journal_params
+from vochi_crm.registration.delivery import not_sendable
 from vochi_crm.registration.module import (
     MODULE_CALL_ID,
     ModuleSite,
@@ -56,7 +58,15 @@ class ModuleRegistrar:
         before: RetailCrmConfig | None,
         after: RetailCrmConfig | None,
     ) -> None:
-        """Queue the module event this write calls for (``after`` is ``None``: config deleted)."""
+        """Queue the module event this write calls for (``after`` is ``None``: config deleted).
+        A move to another account leaves our module in the old one: that is journaled, with what
+        to do, in the same transaction."""
+        if after is not None and _left_account(before, after):
+            assert before is not None
+            why = f"the unit moved to another RetailCRM account ({after.api_url})"
+            entry = not_sendable(number, before, self.site, why)
+            await conn.execute(queries.JOURNAL_INSERT, journal_params(entry))
+            await conn.execute(queries.JOURNAL_NOTIFY)
         kind = change_kind(before, after)
         if kind is None:
             return
@@ -87,3 +97,13 @@ class ModuleRegistrar:
             row["id"],
             extra={"action": f"{kind}_queued", "unit": number},
         )
+
+
+def _left_account(before: RetailCrmConfig | None, after: RetailCrmConfig) -> bool:
+    """The write moved an enabled integration away from the account that has our module."""
+    return (
+        before is not None
+        and before.enabled
+        and before.configured
+        and after.api_url != before.api_url
+    )
